@@ -1,0 +1,126 @@
+# kok — the verbs are: make run, make test, make generate, make lint, make bench.
+# Everything a target needs is built here from the Go module proxy; nothing else is downloaded.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := build
+
+ROOT      := $(abspath .)
+BIN       := $(ROOT)/bin
+TOOLS     := $(BIN)/tools
+export GOFLAGS ?= -buildvcs=false
+
+# Kubernetes and etcd built from source by hack/k8s-bins/<version> (DESIGN.md §8).
+KUBE_VERSION  ?= v1.37.2
+ETCD_VERSION  ?= v3.7.0
+KUBE_VERSIONS ?= $(KUBE_VERSION)
+K8S_BINS      := $(BIN)/k8s/$(KUBE_VERSION)
+export KOK_K8S_BINS ?= $(K8S_BINS)
+
+# Tool versions. Bumping one reinstalls it: each lands in bin/tools under a versioned name.
+CONTROLLER_GEN_VERSION ?= v0.23.0
+CRD_REF_DOCS_VERSION   ?= v0.3.0
+GOLANGCI_LINT_VERSION  ?= v2.15.0
+WORKFLOWCHECK_VERSION  ?= v0.6.0
+KWOK_VERSION           ?= v0.8.0
+TEMPORAL_CLI_VERSION   ?= v1.5.1
+
+CONTROLLER_GEN := $(TOOLS)/controller-gen-$(CONTROLLER_GEN_VERSION)
+CRD_REF_DOCS   := $(TOOLS)/crd-ref-docs-$(CRD_REF_DOCS_VERSION)
+GOLANGCI_LINT  := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+WORKFLOWCHECK  := $(TOOLS)/workflowcheck-$(WORKFLOWCHECK_VERSION)
+KWOK           := $(TOOLS)/kwok-$(KWOK_VERSION)
+TEMPORAL_CLI   := $(TOOLS)/temporal-$(TEMPORAL_CLI_VERSION)
+
+# go-install-tool TARGET PACKAGE@VERSION: builds one tool into bin/tools under TARGET's name.
+define go-install-tool
+	@mkdir -p $(TOOLS)/.gobin
+	@echo "installing $(2)"
+	GOBIN=$(TOOLS)/.gobin go install $(2)
+	@mv $(TOOLS)/.gobin/$$(basename $$(echo $(2) | sed 's/@.*//')) $(1)
+endef
+
+##@ Main
+
+.PHONY: run
+run: build k8s-bins ## Bring up the whole local system (kok dev up) in the foreground.
+	$(BIN)/kok dev up --k8s-bins $(K8S_BINS) $(RUN_ARGS)
+
+.PHONY: test
+test: tools k8s-bins verify-generate lint test-go ## Unit + integration tests and lint, as CI runs them.
+
+.PHONY: test-go
+test-go: ## go test ./... (needs k8s-bins for the integration suites).
+	go test -count=1 -timeout 30m $(TEST_ARGS) ./...
+
+.PHONY: test-unit
+test-unit: ## Only the fast tests (no API server, no agents).
+	go test -count=1 -short ./...
+
+.PHONY: bench
+bench: build k8s-bins ## Benchmarks; figures land in bench/results/.
+	KOK_BENCH_RESULTS=$(ROOT)/bench/results go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/...
+
+##@ Build
+
+.PHONY: build
+build: ## Build kok, kok-manager and kok-agent into bin/.
+	go build -o $(BIN)/ ./cmd/kok ./cmd/kok-manager ./cmd/kok-agent
+
+.PHONY: k8s-bins
+k8s-bins: ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl from source (once).
+	@for v in $(KUBE_VERSIONS); do hack/k8s-bins/build.sh $$v; done
+
+.PHONY: kwok
+kwok: $(KWOK) ## Build kwok.
+$(KWOK):
+	$(call go-install-tool,$@,sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION))
+
+.PHONY: temporal-cli
+temporal-cli: $(TEMPORAL_CLI) ## Build the Temporal CLI.
+$(TEMPORAL_CLI):
+	$(call go-install-tool,$@,github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION))
+	@ln -sf $(notdir $@) $(TOOLS)/temporal
+
+.PHONY: tools
+tools: $(CONTROLLER_GEN) $(CRD_REF_DOCS) $(GOLANGCI_LINT) $(WORKFLOWCHECK) ## Build the code generators and linters.
+
+$(CONTROLLER_GEN):
+	$(call go-install-tool,$@,sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION))
+$(CRD_REF_DOCS):
+	$(call go-install-tool,$@,github.com/elastic/crd-ref-docs@$(CRD_REF_DOCS_VERSION))
+$(GOLANGCI_LINT):
+	$(call go-install-tool,$@,github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION))
+$(WORKFLOWCHECK):
+	$(call go-install-tool,$@,go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION))
+
+##@ Generate and check
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) $(CRD_REF_DOCS) ## Deepcopy, CRDs (crds/) and the API reference (docs/reference/api.md).
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+	$(CONTROLLER_GEN) crd:allowDangerousTypes=false paths=./api/... output:crd:artifacts:config=crds
+	$(CRD_REF_DOCS) --source-path=./api --config=hack/crd-ref-docs.yaml --renderer=markdown --output-path=docs/reference/api.md
+
+.PHONY: verify-generate
+verify-generate: generate ## Fail when generated files are stale (CI).
+	@if [ -n "$$(git status --porcelain -- api crds docs/reference)" ]; then \
+		echo "generated files are stale; run 'make generate' and commit:"; \
+		git status --porcelain -- api crds docs/reference; git diff --stat -- api crds docs/reference; exit 1; fi
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) $(WORKFLOWCHECK) ## golangci-lint (with import rules) and Temporal's workflowcheck.
+	$(GOLANGCI_LINT) run ./...
+	$(WORKFLOWCHECK) ./workflows/...
+
+.PHONY: fmt
+fmt: ## gofmt the tree.
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: clean
+clean: ## Remove build output (keeps bin/k8s, which is slow to rebuild).
+	rm -rf $(BIN)/kok $(BIN)/kok-manager $(BIN)/kok-agent $(TOOLS)
+
+.PHONY: help
+help: ## This list.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  %-16s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
