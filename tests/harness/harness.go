@@ -1,0 +1,131 @@
+package harness
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/server/temporaltest"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	kokv1 "kok.dev/api/v1alpha1"
+)
+
+// Options says which parts a test needs besides the API server.
+type Options struct {
+	// Temporal starts an in-process Temporal server. Implied by Manager and Agents.
+	Temporal bool
+	// Manager starts kok-manager as a process against the API server and Temporal.
+	Manager bool
+	// Agents starts one kok-agent process per host name.
+	Agents []string
+}
+
+// Env is what Start brought up. Fields for parts that were not asked for are zero.
+type Env struct {
+	// Config reaches the API server as an administrator.
+	Config *rest.Config
+	// Client is a controller-runtime client whose scheme knows core and kok types.
+	Client ctrlclient.Client
+	// Scheme is the scheme of Client.
+	Scheme *runtime.Scheme
+	// Kubeconfig is a file holding Config, for processes and kubectl.
+	Kubeconfig string
+	// Dir is this test's scratch directory (logs, host roots).
+	Dir string
+
+	// Temporal is the in-process server; TemporalClient a client of its namespace.
+	Temporal          *temporaltest.TestServer
+	TemporalClient    client.Client
+	TemporalAddress   string
+	TemporalNamespace string
+
+	// Manager is the kok-manager process, Agents the kok-agent processes by host name.
+	Manager *Process
+	Agents  map[string]*Process
+
+	t *testing.T
+}
+
+// NewScheme returns a scheme with the core Kubernetes types and every kok kind.
+func NewScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	if err := kokv1.AddToScheme(s); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Start brings up what opts asks for and registers its teardown with t.Cleanup.
+func Start(t *testing.T, opts Options) *Env {
+	t.Helper()
+	bins, err := K8sBinDir()
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatalf("harness: %v", err)
+	}
+	scheme, err := NewScheme()
+	if err != nil {
+		t.Fatalf("harness: scheme: %v", err)
+	}
+
+	env := &Env{t: t, Scheme: scheme, Dir: t.TempDir(), Agents: map[string]*Process{}}
+	env.startAPIServer(bins, filepath.Join(root, "crds"))
+
+	if opts.Temporal || opts.Manager || len(opts.Agents) > 0 {
+		env.startTemporal()
+	}
+	if opts.Manager {
+		env.Manager = env.StartManager()
+	}
+	for _, host := range opts.Agents {
+		env.Agents[host] = env.StartAgent(host)
+	}
+	return env
+}
+
+func (e *Env) startAPIServer(bins, crds string) {
+	t := e.t
+	te := &envtest.Environment{
+		BinaryAssetsDirectory: bins,
+		CRDDirectoryPaths:     []string{crds},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                e.Scheme,
+	}
+	cfg, err := te.Start()
+	if err != nil {
+		t.Fatalf("harness: start kube-apiserver and etcd from %s: %v", bins, err)
+	}
+	t.Cleanup(func() {
+		if err := te.Stop(); err != nil {
+			t.Logf("harness: stop kube-apiserver: %v", err)
+		}
+	})
+	e.Config = cfg
+	e.Client, err = ctrlclient.New(cfg, ctrlclient.Options{Scheme: e.Scheme})
+	if err != nil {
+		t.Fatalf("harness: client: %v", err)
+	}
+	e.Kubeconfig = filepath.Join(e.Dir, "kubeconfig")
+	if err := os.WriteFile(e.Kubeconfig, te.KubeConfig, 0o600); err != nil {
+		t.Fatalf("harness: write kubeconfig: %v", err)
+	}
+}
+
+func (e *Env) startTemporal() {
+	e.Temporal = temporaltest.NewServer(temporaltest.WithT(e.t))
+	e.TemporalClient = e.Temporal.GetDefaultClient()
+	e.TemporalAddress = e.Temporal.GetFrontendHostPort()
+	e.TemporalNamespace = e.Temporal.GetDefaultNamespace()
+}
