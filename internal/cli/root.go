@@ -1,0 +1,58 @@
+package cli
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"kok.dev/internal/cli/codecserver"
+	"kok.dev/internal/cli/dev"
+)
+
+// NewRootCommand returns `kok` with every subcommand.
+func NewRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kok",
+		Short: "Keep fleets of Kubernetes clusters and their nodes at a declared final state",
+		Long: `kok (Kube-on-Kube) keeps business clusters' control planes (Cluster) and their worker nodes
+(Machine) at a declared final state. Every long operation is a Temporal workflow you can watch
+and signal in the Temporal Web UI; custom resources are the declaration and the dashboard.
+
+Start here:
+  kok dev up        bring up the whole system on this machine (Temporal + Web UI, meta cluster, manager)
+  kok dev status    check every part of it`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		dev.NewCommand(),
+		codecserver.NewCommand(),
+		codecserver.NewKeyCommand(),
+		newVersionCommand(),
+	)
+	return root
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print kok's version and the Go module versions it was built with",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			bi, ok := debug.ReadBuildInfo()
+			if !ok {
+				return fmt.Errorf("no build information in this binary")
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "kok %s (%s)\n", bi.Main.Version, bi.GoVersion)
+			for _, d := range bi.Deps {
+				switch d.Path {
+				case "go.temporal.io/sdk", "go.temporal.io/server", "k8s.io/client-go", "sigs.k8s.io/controller-runtime":
+					fmt.Fprintf(out, "  %s %s\n", d.Path, d.Version)
+				}
+			}
+			return nil
+		},
+	}
+}
