@@ -47,7 +47,7 @@ run: build k8s-bins ## Bring up the whole local system (kok dev up) in the foreg
 	$(BIN)/kok dev up --k8s-bins $(K8S_BINS) $(RUN_ARGS)
 
 .PHONY: test
-test: tools k8s-bins verify-generate lint test-go ## Unit + integration tests and lint, as CI runs them.
+test: tools k8s-bins kwok verify-generate lint test-go ## Unit + integration tests and lint, as CI runs them.
 
 .PHONY: test-go
 test-go: ## go test ./... (needs k8s-bins for the integration suites).
@@ -66,6 +66,13 @@ bench: build k8s-bins ## Benchmarks; figures land in bench/results/.
 .PHONY: build
 build: ## Build kok, kok-manager and kok-agent into bin/.
 	go build -o $(BIN)/ ./cmd/kok ./cmd/kok-manager ./cmd/kok-agent
+
+# Simulated hosts install these packages; a few seconds when the Go build cache is warm.
+build: node-packages
+
+.PHONY: node-packages
+node-packages: ## Build the simulated node packages and bin/packages/catalogue.yaml (MachinePackageVersions).
+	go run ./hack/catalogue --out $(BIN)/packages
 
 .PHONY: k8s-bins
 k8s-bins: ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl from source (once).
@@ -103,10 +110,11 @@ generate: $(CONTROLLER_GEN) $(CRD_REF_DOCS) ## Deepcopy, CRDs (crds/) and the AP
 	$(CRD_REF_DOCS) --source-path=./api --config=hack/crd-ref-docs.yaml --renderer=markdown --output-path=docs/reference/api.md
 
 .PHONY: verify-generate
+GENERATED := crds docs/reference api/v1alpha1/zz_generated.deepcopy.go
 verify-generate: generate ## Fail when generated files are stale (CI).
-	@if [ -n "$$(git status --porcelain -- api crds docs/reference)" ]; then \
+	@if [ -n "$$(git status --porcelain -- $(GENERATED))" ]; then \
 		echo "generated files are stale; run 'make generate' and commit:"; \
-		git status --porcelain -- api crds docs/reference; git diff --stat -- api crds docs/reference; exit 1; fi
+		git status --porcelain -- $(GENERATED); git --no-pager diff --stat -- $(GENERATED); exit 1; fi
 
 .PHONY: lint
 lint: $(GOLANGCI_LINT) $(WORKFLOWCHECK) ## golangci-lint (with import rules) and Temporal's workflowcheck.

@@ -56,7 +56,7 @@ func Binary(name string) (string, error) {
 	cmd := exec.Command("go", "build", "-o", tmp, "./cmd/"+name)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, b)
+		return "", fmt.Errorf("go build ./cmd/%s: %w\n%s", name, err, b)
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return "", err
@@ -192,16 +192,32 @@ func (e *Env) StartManager(extraArgs ...string) *Process {
 	return p
 }
 
-// StartAgent runs kok-agent as a simulated host named host, rooted in <Dir>/hosts/<host>.
+// HostRoot is the root directory of simulated host host.
+func (e *Env) HostRoot(host string) string { return filepath.Join(e.Dir, "hosts", host) }
+
+// StartAgent runs kok-agent as a simulated host named host, rooted in HostRoot(host). Like a real
+// host's provisioning, it places the kubeconfig the kubelet package joins the cluster with at
+// /etc/kubernetes/kubelet.kubeconfig under that root.
 func (e *Env) StartAgent(host string, extraArgs ...string) *Process {
 	e.t.Helper()
 	if e.Temporal == nil {
 		e.startTemporal()
 	}
+	kubeconfig, err := os.ReadFile(e.Kubeconfig)
+	if err != nil {
+		e.t.Fatalf("harness: %v", err)
+	}
+	dst := filepath.Join(e.HostRoot(host), "etc", "kubernetes", "kubelet.kubeconfig")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		e.t.Fatalf("harness: %v", err)
+	}
+	if err := os.WriteFile(dst, kubeconfig, 0o600); err != nil {
+		e.t.Fatalf("harness: %v", err)
+	}
 	args := append([]string{
 		"--host", host,
 		"--simulate",
-		"--root", filepath.Join(e.Dir, "hosts", host),
+		"--root", e.HostRoot(host),
 		"--temporal-address", e.TemporalAddress,
 		"--temporal-namespace", e.TemporalNamespace,
 		"--metrics-bind-address", "127.0.0.1:0",

@@ -1,0 +1,124 @@
+package host
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"kok.dev/internal/agent/installer"
+)
+
+// Activities run on one host. Root is the host's root directory: "/" on a real host, a private
+// directory for a simulated one, so several simulated hosts share one machine without touching it.
+//
+// Every exported method is an activity (the worker registers the struct), so helpers that are not
+// activities are unexported methods or package functions.
+type Activities struct {
+	Host     string
+	Root     string
+	Simulate bool
+	// Services runs the packages' services; required by every activity that starts, stops or
+	// checks one (kok-agent passes its supervisor).
+	Services ServiceManager
+	// Runner runs package managers and system commands; nil runs them for real.
+	Runner installer.Runner
+	// SettleTime is how long a freshly started service must keep running to count as started:
+	// one that exits sooner failed to start, and an upgrade to it is rolled back. Default 1s.
+	SettleTime time.Duration
+	// Logger receives the agent's own log lines; nil discards them.
+	Logger *slog.Logger
+
+	initOnce sync.Once
+	// busy admits one change to the host at a time, as package managers do with their locks.
+	busy chan struct{}
+	// mu guards acked.
+	mu sync.Mutex
+	// acked holds, per service, the supervisor restarts already reported as repairs.
+	acked map[string]int
+}
+
+// FactsResult describes a host.
+type FactsResult struct {
+	Host      string
+	OS        string // PRETTY_NAME from os-release, e.g. "Debian GNU/Linux 12 (bookworm)"
+	OSID      string // ID from os-release, e.g. "debian"
+	Kernel    string // uname release
+	Arch      string // GOARCH naming, e.g. "amd64"
+	Simulated bool
+	// BootID changes with every boot (the kernel's boot_id; on a simulated host, its boot
+	// count), so a workflow can tell that a reboot it asked for has happened.
+	BootID string
+	// Installed lists the packages the agent has installed, sorted by name.
+	Installed []InstalledPackage
+}
+
+// Facts reports what the host is. A simulated host may carry its own etc/os-release under Root;
+// otherwise the machine's own is reported.
+func (a *Activities) Facts(ctx context.Context) (FactsResult, error) {
+	res := FactsResult{Host: a.Host, Arch: runtime.GOARCH, Simulated: a.Simulate}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return res, fmt.Errorf("uname: %w", err)
+	}
+	res.Kernel = unix.ByteSliceToString(uts.Release[:])
+
+	for _, p := range []string{filepath.Join(a.Root, "etc/os-release"), "/etc/os-release", "/usr/lib/os-release"} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		kv := ParseOSRelease(data)
+		res.OS, res.OSID = kv["PRETTY_NAME"], kv["ID"]
+		break
+	}
+
+	st, err := a.loadState()
+	if err != nil {
+		return res, err
+	}
+	if a.Simulate {
+		res.BootID = fmt.Sprintf("simulated-boot-%d", st.BootCount)
+	} else if id, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		res.BootID = strings.TrimSpace(string(id))
+	}
+	for _, name := range st.names() {
+		spec := st.Packages[name].Spec
+		ip := InstalledPackage{Name: spec.Name, Version: spec.Version, DependsOn: spec.DependsOn, ServiceRunning: true}
+		if spec.Service != nil && a.Services != nil {
+			ip.ServiceRunning = a.Services.Status(spec.Service.Name).Running
+		}
+		res.Installed = append(res.Installed, ip)
+	}
+	return res, nil
+}
+
+// ParseOSRelease reads os-release(5) content: KEY=value lines, values optionally quoted.
+func ParseOSRelease(data []byte) map[string]string {
+	out := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
+			v = strings.ReplaceAll(v[1:len(v)-1], `\"`, `"`)
+		}
+		out[strings.TrimSpace(k)] = v
+	}
+	return out
+}

@@ -1,0 +1,64 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// RemovePackage stops a package's service and takes the package, its configs and its sysctls
+// off the host. Removing a package the host does not have succeeds with Changed false; a
+// package whose install was interrupted (pending) is cleaned up too.
+func (a *Activities) RemovePackage(ctx context.Context, p RemovePackageParams) (RemovePackageResult, error) {
+	if !dnsLabelRE.MatchString(p.Name) {
+		return RemovePackageResult{}, validate(PackageSpec{Name: p.Name})
+	}
+	ctx, stop := keepAlive(ctx)
+	defer stop()
+	unlock, err := a.acquire(ctx)
+	if err != nil {
+		return RemovePackageResult{}, err
+	}
+	defer unlock()
+	st, err := a.loadState()
+	if err != nil {
+		return RemovePackageResult{}, err
+	}
+	cur, pending := st.Packages[p.Name], st.Pending[p.Name]
+	var res RemovePackageResult
+	var errs []error
+	for _, rec := range []*packageRecord{pending, cur} {
+		if rec == nil {
+			continue
+		}
+		res.Changed = true
+		if rec == cur {
+			res.Version = rec.Spec.Version
+		}
+		heartbeat(ctx, fmt.Sprintf("removing %s %s", p.Name, rec.Spec.Version))
+		errs = append(errs, a.takeOff(ctx, rec.Spec))
+	}
+	// A local install killed before it recorded anything may have left files; they go too.
+	if !res.Changed {
+		dir := a.installerFor(InstallerLocal).PackageDir(pkgOf(PackageSpec{Name: p.Name}))
+		if _, err := os.Stat(dir); err == nil {
+			res.Changed = true
+			errs = append(errs, a.installerFor(InstallerLocal).Remove(ctx, p.Name))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return res, fmt.Errorf("remove %s: %w", p.Name, err)
+	}
+	if !res.Changed {
+		return res, nil
+	}
+	delete(st.Packages, p.Name)
+	delete(st.Pending, p.Name)
+	if err := a.saveState(st); err != nil {
+		return res, err
+	}
+	a.journal(p.Name, res.Version, "removed", "")
+	a.log().Info("package removed", "package", p.Name, "version", res.Version)
+	return res, nil
+}

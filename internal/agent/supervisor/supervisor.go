@@ -1,0 +1,579 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// RestartPolicy says when an exited service is started again.
+type RestartPolicy string
+
+const (
+	// RestartAlways restarts the service whenever it exits.
+	RestartAlways RestartPolicy = "Always"
+	// RestartOnFailure restarts it only after a non-zero exit or a signal.
+	RestartOnFailure RestartPolicy = "OnFailure"
+)
+
+// Spec says how to run one service.
+type Spec struct {
+	Name string
+	Path string
+	Args []string
+	// Env is the service's whole environment, KEY=VALUE.
+	Env []string
+	// Dir is the working directory; empty means the agent's.
+	Dir           string
+	RestartPolicy RestartPolicy
+	// LogPath receives stdout and stderr, appended across runs.
+	LogPath string
+}
+
+// Equal reports whether two specs run the same process the same way.
+func (s Spec) Equal(o Spec) bool {
+	return s.Name == o.Name && s.Path == o.Path && s.Dir == o.Dir && s.RestartPolicy == o.RestartPolicy &&
+		s.LogPath == o.LogPath && slicesEqual(s.Args, o.Args) && slicesEqual(s.Env, o.Env)
+}
+
+func slicesEqual(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Status is what the supervisor knows about one service.
+type Status struct {
+	Known     bool // the supervisor has been asked to run it
+	Running   bool
+	PID       int
+	StartedAt time.Time
+	// Restarts counts the times the supervisor started the service again after it exited.
+	Restarts   int
+	LastExit   string // such as "exit status 1" or "signal: killed"
+	LastExitAt time.Time
+}
+
+// Options tune a Supervisor; zero values take the defaults.
+type Options struct {
+	// RunDir holds one pid file per service.
+	RunDir string
+	// StopGrace is how long a service has between SIGTERM and SIGKILL. Default 10s.
+	StopGrace time.Duration
+	// MinBackoff and MaxBackoff bound the delay before a restart; it doubles after each quick
+	// exit and resets after a run of StableAfter. Defaults 200ms, 30s and 10s.
+	MinBackoff  time.Duration
+	MaxBackoff  time.Duration
+	StableAfter time.Duration
+	// MaxLogBytes: a log larger than this is moved to <log>.1 (replacing an older one).
+	// Default 10 MiB.
+	MaxLogBytes int64
+	// DieWithAgent makes every service receive SIGKILL when the agent process dies.
+	DieWithAgent bool
+	Logger       *slog.Logger
+}
+
+// Supervisor runs services. It is safe for concurrent use.
+type Supervisor struct {
+	o        Options
+	mu       sync.Mutex
+	services map[string]*service
+	quit     chan struct{}
+	done     chan struct{}
+}
+
+// New returns a supervisor; Close stops it and its services.
+func New(o Options) *Supervisor {
+	if o.StopGrace == 0 {
+		o.StopGrace = 10 * time.Second
+	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff = 200 * time.Millisecond
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.StableAfter == 0 {
+		o.StableAfter = 10 * time.Second
+	}
+	if o.MaxLogBytes == 0 {
+		o.MaxLogBytes = 10 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Supervisor{o: o, services: map[string]*service{}, quit: make(chan struct{}), done: make(chan struct{})}
+	go s.rotateLoop()
+	return s
+}
+
+type service struct {
+	spec Spec
+	stop chan struct{} // closed to ask the loop to end
+	over chan struct{} // closed when the loop has ended and no process is left
+
+	mu     sync.Mutex
+	status Status
+}
+
+// run is one process of a service.
+type run struct {
+	pid      int
+	started  time.Time
+	logStart int64
+	exited   chan struct{} // closed once the process is reaped; err is set before
+	err      error
+}
+
+// Start runs spec, first stopping a service of the same name if one runs. It waits up to settle
+// and fails if the service exits within that time, with the end of its log saying why; the
+// service stays registered either way (its restart policy goes on applying).
+func (s *Supervisor) Start(ctx context.Context, spec Spec, settle time.Duration) error {
+	if spec.Name == "" || spec.Path == "" || spec.LogPath == "" {
+		return fmt.Errorf("service spec needs a name, a program and a log path (got name %q, program %q)", spec.Name, spec.Path)
+	}
+	if err := s.Stop(spec.Name); err != nil {
+		return err
+	}
+	s.clearLeftover(spec.Name)
+	svc := &service{spec: spec, stop: make(chan struct{}), over: make(chan struct{})}
+	svc.status.Known = true
+	first, err := s.spawn(svc)
+	if err != nil {
+		return fmt.Errorf("start service %s: %w", spec.Name, err)
+	}
+	s.mu.Lock()
+	s.services[spec.Name] = svc
+	s.mu.Unlock()
+	go s.loop(svc, first)
+
+	if settle <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(settle)
+	defer timer.Stop()
+	select {
+	case <-first.exited:
+		return fmt.Errorf("service %s exited within %s of starting (%s)%s", spec.Name, settle, describeExit(first.err), logTailMessage(spec.LogPath, first.logStart))
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func logTailMessage(path string, from int64) string {
+	t := Tail(path, from, 10)
+	if t == "" {
+		return ""
+	}
+	return "; last lines of " + path + ":\n" + t
+}
+
+// Stop stops the named service (SIGTERM to its process group, SIGKILL after the grace period)
+// and forgets it. Stopping an unknown service does nothing.
+func (s *Supervisor) Stop(name string) error {
+	s.mu.Lock()
+	svc := s.services[name]
+	delete(s.services, name)
+	s.mu.Unlock()
+	if svc == nil {
+		return nil
+	}
+	close(svc.stop)
+	<-svc.over
+	s.removePidFile(name)
+	return nil
+}
+
+// Status reports the named service; Known is false for a service never started.
+func (s *Supervisor) Status(name string) Status {
+	s.mu.Lock()
+	svc := s.services[name]
+	s.mu.Unlock()
+	if svc == nil {
+		return Status{}
+	}
+	svc.mu.Lock()
+	defer svc.mu.Unlock()
+	return svc.status
+}
+
+// Spec returns the spec the named service runs with.
+func (s *Supervisor) Spec(name string) (Spec, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	svc := s.services[name]
+	if svc == nil {
+		return Spec{}, false
+	}
+	return svc.spec, true
+}
+
+// Names lists the services the supervisor runs, sorted.
+func (s *Supervisor) Names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.services))
+	for n := range s.services {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// StopAll stops every service, all at once, and waits for them.
+func (s *Supervisor) StopAll() {
+	var wg sync.WaitGroup
+	for _, n := range s.Names() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = s.Stop(n)
+		}()
+	}
+	wg.Wait()
+}
+
+// Close stops every service and the supervisor itself.
+func (s *Supervisor) Close() {
+	s.StopAll()
+	select {
+	case <-s.quit:
+	default:
+		close(s.quit)
+	}
+	<-s.done
+}
+
+// loop waits for each run to end and starts the next as the restart policy says.
+func (s *Supervisor) loop(svc *service, r *run) {
+	defer close(svc.over)
+	backoff := s.o.MinBackoff
+	for {
+		<-r.exited
+		// Whatever the leader left in its group goes with it.
+		_ = syscall.Kill(-r.pid, syscall.SIGKILL)
+		exit := describeExit(r.err)
+		svc.mu.Lock()
+		svc.status.Running, svc.status.PID = false, 0
+		svc.status.LastExit, svc.status.LastExitAt = exit, time.Now()
+		svc.mu.Unlock()
+
+		select {
+		case <-svc.stop:
+			return
+		default:
+		}
+		if svc.spec.RestartPolicy == RestartOnFailure && r.err == nil {
+			s.o.Logger.Info("service exited successfully; not restarting (OnFailure)", "service", svc.spec.Name)
+			<-svc.stop
+			return
+		}
+		if time.Since(r.started) >= s.o.StableAfter {
+			backoff = s.o.MinBackoff
+		}
+		s.o.Logger.Warn("service exited; restarting", "service", svc.spec.Name, "exit", exit, "backoff", backoff)
+		for {
+			timer := time.NewTimer(backoff)
+			select {
+			case <-svc.stop:
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			backoff = min(backoff*2, s.o.MaxBackoff)
+			next, err := s.spawn(svc)
+			if err != nil {
+				s.o.Logger.Error("service restart failed", "service", svc.spec.Name, "err", err)
+				continue
+			}
+			r = next
+			svc.mu.Lock()
+			svc.status.Restarts++
+			svc.mu.Unlock()
+			break
+		}
+	}
+}
+
+// spawn starts one run of svc. Closing svc.stop ends it.
+func (s *Supervisor) spawn(svc *service) (*run, error) {
+	spec := svc.spec
+	if err := os.MkdirAll(filepath.Dir(spec.LogPath), 0o755); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	rotate(spec.LogPath, s.o.MaxLogBytes)
+	logFile, err := os.OpenFile(spec.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	// The child keeps its own descriptor: its output survives an agent that dies first.
+	defer logFile.Close()
+	fmt.Fprintf(logFile, "=== %s kok-agent starts %s %s\n", time.Now().UTC().Format(time.RFC3339), spec.Path, strings.Join(spec.Args, " "))
+	logStart, _ := logFile.Seek(0, io.SeekEnd)
+
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Env = spec.Env
+	cmd.Dir = spec.Dir
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if s.o.DieWithAgent {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	if err := startOnStableThread(cmd); err != nil {
+		return nil, err
+	}
+	r := &run{pid: cmd.Process.Pid, started: time.Now(), logStart: logStart, exited: make(chan struct{})}
+	svc.mu.Lock()
+	svc.status.Running, svc.status.PID, svc.status.StartedAt = true, r.pid, r.started
+	svc.mu.Unlock()
+	s.writePidFile(spec.Name, r.pid)
+	s.o.Logger.Info("service started", "service", spec.Name, "pid", r.pid)
+
+	go func() {
+		r.err = cmd.Wait()
+		close(r.exited)
+	}()
+	go func() {
+		select {
+		case <-svc.stop:
+			s.terminate(spec.Name, r)
+		case <-r.exited:
+		}
+	}()
+	return r, nil
+}
+
+// terminate ends one run: SIGTERM to its group, SIGKILL after the grace period.
+func (s *Supervisor) terminate(name string, r *run) {
+	_ = syscall.Kill(-r.pid, syscall.SIGTERM)
+	timer := time.NewTimer(s.o.StopGrace)
+	defer timer.Stop()
+	select {
+	case <-r.exited:
+		return
+	case <-timer.C:
+	}
+	s.o.Logger.Warn("service ignored SIGTERM; killing it", "service", name, "pid", r.pid, "grace", s.o.StopGrace)
+	_ = syscall.Kill(-r.pid, syscall.SIGKILL)
+}
+
+func describeExit(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name, which may itself contain ')'.
+	i := strings.LastIndexByte(string(data), ')')
+	return i >= 0 && i+2 < len(data) && data[i+2] != 'Z'
+}
+
+// startTime is the process's start time in clock ticks since boot, which together with the pid
+// names one process for good (pids are reused).
+func startTime(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return ""
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	// Fields after the name start at field 3 (state); starttime is field 22.
+	if len(fields) < 20 {
+		return ""
+	}
+	return fields[19]
+}
+
+func (s *Supervisor) pidFile(name string) string {
+	if s.o.RunDir == "" {
+		return ""
+	}
+	return filepath.Join(s.o.RunDir, name+".pid")
+}
+
+func (s *Supervisor) writePidFile(name string, pid int) {
+	p := s.pidFile(name)
+	if p == "" {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err == nil {
+		_ = os.WriteFile(p, []byte(strconv.Itoa(pid)+" "+startTime(pid)+"\n"), 0o644)
+	}
+}
+
+func (s *Supervisor) removePidFile(name string) {
+	if p := s.pidFile(name); p != "" {
+		_ = os.Remove(p)
+	}
+}
+
+// clearLeftover ends a process a previous agent started for this service and did not stop (the
+// parent-death signal normally sees to that): the pid file names it, and its start time proves
+// the pid was not reused since.
+func (s *Supervisor) clearLeftover(name string) {
+	p := s.pidFile(name)
+	if p == "" {
+		return
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) != 2 {
+		return
+	}
+	pid, err := strconv.Atoi(fields[0])
+	if err != nil || pid <= 1 || startTime(pid) != fields[1] || !alive(pid) {
+		return
+	}
+	s.o.Logger.Warn("stopping a leftover process of a previous agent", "service", name, "pid", pid)
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	// Not our child: nothing to wait on but the process table.
+	for deadline := time.Now().Add(s.o.StopGrace); time.Now().Before(deadline) && alive(pid); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+}
+
+// rotate moves a log larger than max to <log>.1.
+func rotate(path string, max int64) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > max {
+		_ = os.Rename(path, path+".1")
+	}
+}
+
+// rotateLoop keeps the logs of long-running services bounded: it copies a log grown past the
+// limit to <log>.1 and truncates it. The child writes with O_APPEND, so its next line lands at
+// the new end; lines written between the copy and the truncation are lost, a price paid once
+// per rotation.
+func (s *Supervisor) rotateLoop() {
+	defer close(s.done)
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		paths := make([]string, 0, len(s.services))
+		for _, svc := range s.services {
+			paths = append(paths, svc.spec.LogPath)
+		}
+		s.mu.Unlock()
+		for _, p := range paths {
+			copyTruncate(p, s.o.MaxLogBytes)
+		}
+	}
+}
+
+func copyTruncate(path string, max int64) {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() <= max {
+		return
+	}
+	src, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer src.Close()
+	dst, err := os.Create(path + ".1")
+	if err != nil {
+		return
+	}
+	_, err = io.Copy(dst, src)
+	dst.Close()
+	if err == nil {
+		_ = os.Truncate(path, 0)
+	}
+}
+
+// Tail returns the last n lines of the file at path after byte offset from ("" if unreadable).
+func Tail(path string, from int64, n int) string {
+	const window = 16 << 10
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	if from > fi.Size() { // truncated by rotation since
+		from = 0
+	}
+	off := max(fi.Size()-window, from)
+	data := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(data, off); err != nil && !errors.Is(err, io.EOF) {
+		return ""
+	}
+	text := strings.TrimRight(string(data), "\n")
+	if text == "" {
+		return ""
+	}
+	lines := strings.Split(text, "\n")
+	if off > from && len(lines) > 1 {
+		lines = lines[1:] // probably cut
+	}
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}
+
+// Children are forked from one goroutine locked to an OS thread that lives as long as the
+// agent: the parent-death signal fires when the forking thread ends, and Go retires threads.
+var (
+	spawnOnce sync.Once
+	spawnReqs chan spawnReq
+)
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	res chan error
+}
+
+func startOnStableThread(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnReqs = make(chan spawnReq)
+		go func() {
+			runtime.LockOSThread() // never unlocked
+			for r := range spawnReqs {
+				r.res <- r.cmd.Start()
+			}
+		}()
+	})
+	res := make(chan error, 1)
+	spawnReqs <- spawnReq{cmd: cmd, res: res}
+	return <-res
+}
