@@ -7,7 +7,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"kok.dev/internal/cli/codecserver"
+	"kok.dev/internal/cli/describe"
 	"kok.dev/internal/cli/dev"
+	"kok.dev/internal/cli/get"
+	"kok.dev/internal/cli/machines"
 )
 
 // NewRootCommand returns `kok` with every subcommand.
@@ -27,6 +30,8 @@ Start here:
 	}
 	root.AddCommand(
 		dev.NewCommand(),
+		get.NewCommand(machines.NewGetCommand),
+		describe.NewCommand(machines.NewDescribeCommand),
 		codecserver.NewCommand(),
 		codecserver.NewKeyCommand(),
 		newVersionCommand(),

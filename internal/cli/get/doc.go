@@ -1,0 +1,3 @@
+// Package get holds the `kok get` verb. It only assembles: each kind's package (machines, ...)
+// supplies its own `kok get <resource>` subcommand, so kinds are added without touching the others.
+package get
