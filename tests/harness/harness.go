@@ -49,7 +49,7 @@ type Env struct {
 	Manager *Process
 	Agents  map[string]*Process
 
-	t *testing.T
+	t testing.TB
 }
 
 // NewScheme returns a scheme with the core Kubernetes types and every kok kind.
@@ -65,7 +65,7 @@ func NewScheme() (*runtime.Scheme, error) {
 }
 
 // Start brings up what opts asks for and registers its teardown with t.Cleanup.
-func Start(t *testing.T, opts Options) *Env {
+func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	bins, err := K8sBinDir()
 	if err != nil {
@@ -124,7 +124,14 @@ func (e *Env) startAPIServer(bins, crds string) {
 }
 
 func (e *Env) startTemporal() {
-	e.Temporal = temporaltest.NewServer(temporaltest.WithT(e.t))
+	// temporaltest ties itself to a *testing.T; a benchmark gets the same server, stopped by
+	// its own cleanup.
+	if t, ok := e.t.(*testing.T); ok {
+		e.Temporal = temporaltest.NewServer(temporaltest.WithT(t))
+	} else {
+		e.Temporal = temporaltest.NewServer()
+		e.t.Cleanup(e.Temporal.Stop)
+	}
 	e.TemporalClient = e.Temporal.GetDefaultClient()
 	e.TemporalAddress = e.Temporal.GetFrontendHostPort()
 	e.TemporalNamespace = e.Temporal.GetDefaultNamespace()

@@ -26,7 +26,7 @@ type Process struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
-	t    *testing.T
+	t    testing.TB
 }
 
 var (
@@ -109,6 +109,16 @@ func (p *Process) Start() {
 		close(done)
 	}()
 	p.cmd, p.done = cmd, done
+}
+
+// PID is the process's id, 0 when it is not running.
+func (p *Process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 // Running reports whether the process has been started and has not exited.

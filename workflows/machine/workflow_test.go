@@ -65,82 +65,103 @@ func (w *fakeWorld) lastReport() kube.MachineReport {
 func (w *fakeWorld) mock(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivity(&kube.Activities{})
 	env.RegisterActivity(&host.Activities{})
-	env.OnActivity(kubeActs.ReadMachine, mock.Anything, mock.Anything).Return(func(context.Context, kube.ReadMachineParams) (kube.MachineDesired, error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return w.desired, nil
+	env.OnActivity(kubeActs.ReadMachine, mock.Anything, mock.Anything).Return(w.ReadMachine)
+	env.OnActivity(kubeActs.ReportMachineStatus, mock.Anything, mock.Anything).Return(w.ReportMachineStatus)
+	env.OnActivity(kubeActs.RecordMachineEvent, mock.Anything, mock.Anything).Return(w.RecordMachineEvent)
+	env.OnActivity(kubeActs.SetNodeSchedulable, mock.Anything, mock.Anything).Return(w.SetNodeSchedulable)
+	env.OnActivity(kubeActs.ReleaseMachine, mock.Anything, mock.Anything).Return(w.ReleaseMachine)
+	env.OnActivity(hostActs.Facts, mock.Anything).Return(w.Facts)
+	env.OnActivity(hostActs.EnsurePackage, mock.Anything, mock.Anything).Return(w.EnsurePackage)
+	env.OnActivity(hostActs.RemovePackage, mock.Anything, mock.Anything).Return(w.RemovePackage)
+	env.OnActivity(hostActs.CheckHealth, mock.Anything, mock.Anything).Return(w.CheckHealth)
+}
+
+// The fake activities, with the real ones' names and signatures (the replay recorder registers
+// them on a real worker).
+
+func (w *fakeWorld) ReadMachine(context.Context, kube.ReadMachineParams) (kube.MachineDesired, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.desired, nil
+}
+
+func (w *fakeWorld) ReportMachineStatus(_ context.Context, r kube.MachineReport) error {
+	w.update(func(w *fakeWorld) { w.reports = append(w.reports, r) })
+	return nil
+}
+
+func (w *fakeWorld) RecordMachineEvent(_ context.Context, e kube.MachineEventParams) error {
+	w.update(func(w *fakeWorld) { w.events = append(w.events, e) })
+	return nil
+}
+
+func (w *fakeWorld) SetNodeSchedulable(_ context.Context, p kube.SetNodeSchedulableParams) (kube.SetNodeSchedulableResult, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.node {
+		return kube.SetNodeSchedulableResult{}, temporal.NewNonRetryableApplicationError("node does not exist", kube.ErrTypeNodeNotFound, nil)
+	}
+	w.sched = append(w.sched, p.Schedulable)
+	return kube.SetNodeSchedulableResult{Changed: true}, nil
+}
+
+func (w *fakeWorld) ReleaseMachine(_ context.Context, p kube.ReleaseMachineParams) error {
+	w.update(func(w *fakeWorld) {
+		w.released = &p
+		w.desired = kube.MachineDesired{}
 	})
-	env.OnActivity(kubeActs.ReportMachineStatus, mock.Anything, mock.Anything).Return(func(_ context.Context, r kube.MachineReport) error {
-		w.update(func(w *fakeWorld) { w.reports = append(w.reports, r) })
-		return nil
-	})
-	env.OnActivity(kubeActs.RecordMachineEvent, mock.Anything, mock.Anything).Return(func(_ context.Context, e kube.MachineEventParams) error {
-		w.update(func(w *fakeWorld) { w.events = append(w.events, e) })
-		return nil
-	})
-	env.OnActivity(kubeActs.SetNodeSchedulable, mock.Anything, mock.Anything).Return(func(_ context.Context, p kube.SetNodeSchedulableParams) (kube.SetNodeSchedulableResult, error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if !w.node {
-			return kube.SetNodeSchedulableResult{}, temporal.NewNonRetryableApplicationError("node does not exist", kube.ErrTypeNodeNotFound, nil)
-		}
-		w.sched = append(w.sched, p.Schedulable)
-		return kube.SetNodeSchedulableResult{Changed: true}, nil
-	})
-	env.OnActivity(kubeActs.ReleaseMachine, mock.Anything, mock.Anything).Return(func(_ context.Context, p kube.ReleaseMachineParams) error {
-		w.update(func(w *fakeWorld) {
-			w.released = &p
-			w.desired = kube.MachineDesired{}
-		})
-		return nil
-	})
-	env.OnActivity(hostActs.Facts, mock.Anything).Return(func(context.Context) (host.FactsResult, error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		res := host.FactsResult{Host: "h1", OS: "kokos"}
-		for _, name := range sortedKeys(w.installed) {
-			res.Installed = append(res.Installed, w.installed[name])
-		}
-		return res, nil
-	})
-	env.OnActivity(hostActs.EnsurePackage, mock.Anything, mock.Anything).Return(func(_ context.Context, p host.EnsurePackageParams) (host.EnsurePackageResult, error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		s := p.Spec
-		w.calls = append(w.calls, "ensure "+s.Name+" "+s.Version)
-		if err := w.failWith[s.Name+"@"+s.Version]; err != nil {
-			return host.EnsurePackageResult{}, err
-		}
-		prev, had := w.installed[s.Name]
-		w.installed[s.Name] = host.InstalledPackage{Name: s.Name, Version: s.Version, DependsOn: s.DependsOn, ServiceRunning: true}
-		switch {
-		case !had:
-			return host.EnsurePackageResult{Action: host.EnsureInstalled}, nil
-		case prev.Version != s.Version:
-			return host.EnsurePackageResult{Action: host.EnsureUpgraded, PreviousVersion: prev.Version}, nil
-		case len(w.repairs[s.Name]) > 0:
-			r := w.repairs[s.Name]
-			delete(w.repairs, s.Name)
-			return host.EnsurePackageResult{Action: host.EnsureRepaired, Repairs: r}, nil
-		}
-		return host.EnsurePackageResult{Action: host.EnsureNone}, nil
-	})
-	env.OnActivity(hostActs.RemovePackage, mock.Anything, mock.Anything).Return(func(_ context.Context, p host.RemovePackageParams) (host.RemovePackageResult, error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		w.calls = append(w.calls, "remove "+p.Name)
-		prev, had := w.installed[p.Name]
-		delete(w.installed, p.Name)
-		return host.RemovePackageResult{Changed: had, Version: prev.Version}, nil
-	})
-	env.OnActivity(hostActs.CheckHealth, mock.Anything, mock.Anything).Return(func(_ context.Context, p host.CheckHealthParams) (host.CheckHealthResult, error) {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if msg, bad := w.unhealthy[p.Name]; bad {
-			return host.CheckHealthResult{Healthy: false, Message: msg}, nil
-		}
-		return host.CheckHealthResult{Healthy: true}, nil
-	})
+	return nil
+}
+
+func (w *fakeWorld) Facts(context.Context) (host.FactsResult, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	res := host.FactsResult{Host: "h1", OS: "kokos"}
+	for _, name := range sortedKeys(w.installed) {
+		res.Installed = append(res.Installed, w.installed[name])
+	}
+	return res, nil
+}
+
+func (w *fakeWorld) EnsurePackage(_ context.Context, p host.EnsurePackageParams) (host.EnsurePackageResult, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := p.Spec
+	w.calls = append(w.calls, "ensure "+s.Name+" "+s.Version)
+	if err := w.failWith[s.Name+"@"+s.Version]; err != nil {
+		return host.EnsurePackageResult{}, err
+	}
+	prev, had := w.installed[s.Name]
+	w.installed[s.Name] = host.InstalledPackage{Name: s.Name, Version: s.Version, DependsOn: s.DependsOn, ServiceRunning: true}
+	switch {
+	case !had:
+		return host.EnsurePackageResult{Action: host.EnsureInstalled}, nil
+	case prev.Version != s.Version:
+		return host.EnsurePackageResult{Action: host.EnsureUpgraded, PreviousVersion: prev.Version}, nil
+	case len(w.repairs[s.Name]) > 0:
+		r := w.repairs[s.Name]
+		delete(w.repairs, s.Name)
+		return host.EnsurePackageResult{Action: host.EnsureRepaired, Repairs: r}, nil
+	}
+	return host.EnsurePackageResult{Action: host.EnsureNone}, nil
+}
+
+func (w *fakeWorld) RemovePackage(_ context.Context, p host.RemovePackageParams) (host.RemovePackageResult, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls = append(w.calls, "remove "+p.Name)
+	prev, had := w.installed[p.Name]
+	delete(w.installed, p.Name)
+	return host.RemovePackageResult{Changed: had, Version: prev.Version}, nil
+}
+
+func (w *fakeWorld) CheckHealth(_ context.Context, p host.CheckHealthParams) (host.CheckHealthResult, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if msg, bad := w.unhealthy[p.Name]; bad {
+		return host.CheckHealthResult{Healthy: false, Message: msg}, nil
+	}
+	return host.CheckHealthResult{Healthy: true}, nil
 }
 
 func (w *fakeWorld) hostCalls() []string {

@@ -1,0 +1,108 @@
+package machine
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"go.temporal.io/server/temporaltest"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"kok.dev/activities/host"
+	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/workers"
+)
+
+var record = flag.Bool("record", false, "re-record testdata/*.json from a run on an in-process Temporal server")
+
+// TestReplayCommittedHistories replays every committed history against today's workflow code: a
+// change that would break running Machine workflows fails here, and must go behind
+// workflow.GetVersion instead.
+func TestReplayCommittedHistories(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "no committed histories: run go test -run TestRecordHistory -record")
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(Workflow, workflow.RegisterOptions{Name: WorkflowName})
+			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
+		})
+	}
+}
+
+// TestRecordHistory records testdata/install-upgrade-delete.json: a Machine installed (two
+// packages), upgraded, then deleted, on a real in-process server with the fake world behind real
+// workers. Run it only when the workflow changes on purpose (with -record).
+func TestRecordHistory(t *testing.T) {
+	if !*record {
+		t.Skip("run with -record to re-record testdata")
+	}
+	srv := temporaltest.NewServer(temporaltest.WithT(t))
+	c := srv.GetDefaultClient()
+	w := newWorld(pkg("runtime", "1"), pkg("kubelet", "v1", "runtime"))
+	srv.NewWorker(workers.ControlTaskQueue, func(r worker.Registry) {
+		r.RegisterWorkflowWithOptions(Workflow, workflow.RegisterOptions{Name: WorkflowName})
+	})
+	srv.NewWorker(workers.ClusterTaskQueue("c1"), func(r worker.Registry) {
+		for name, fn := range map[string]any{
+			"ReadMachine": w.ReadMachine, "ReportMachineStatus": w.ReportMachineStatus, "RecordMachineEvent": w.RecordMachineEvent,
+			"SetNodeSchedulable": w.SetNodeSchedulable, "ReleaseMachine": w.ReleaseMachine,
+		} {
+			r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+		}
+	})
+	srv.NewWorker(workers.HostTaskQueue("h1"), func(r worker.Registry) {
+		for name, fn := range map[string]any{
+			"Facts": w.Facts, "EnsurePackage": w.EnsurePackage, "RemovePackage": w.RemovePackage, "CheckHealth": w.CheckHealth,
+		} {
+			r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+		}
+	})
+
+	ctx := context.Background()
+	id := WorkflowID("c1", "n1")
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workers.ControlTaskQueue}, WorkflowName, Params{Cluster: "c1", Machine: "n1"})
+	require.NoError(t, err)
+	waitFor := func(what string, ok func() bool) {
+		require.Eventually(t, func() bool { w.mu.Lock(); defer w.mu.Unlock(); return ok() }, time.Minute, 20*time.Millisecond, what)
+	}
+	waitFor("installed and ready", func() bool {
+		return len(w.reports) > 0 && w.reports[len(w.reports)-1].Phase == string(kokv1.MachineReady)
+	})
+	w.update(func(w *fakeWorld) {
+		w.desired.Generation = 2
+		w.desired.Packages = []host.PackageSpec{pkg("runtime", "1"), pkg("kubelet", "v2", "runtime")}
+	})
+	require.NoError(t, c.SignalWorkflow(ctx, id, "", SignalReconcile, nil))
+	waitFor("upgraded", func() bool {
+		return w.installed["kubelet"].Version == "v2" && w.reports[len(w.reports)-1].Phase == string(kokv1.MachineReady)
+	})
+	w.update(func(w *fakeWorld) { w.desired.Deleting = true })
+	require.NoError(t, c.SignalWorkflow(ctx, id, "", SignalReconcile, nil))
+	require.NoError(t, run.Get(ctx, nil))
+
+	hist := &historypb.History{}
+	iter := c.GetWorkflowHistory(ctx, id, run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		hist.Events = append(hist.Events, ev)
+	}
+	data, err := protojson.MarshalOptions{Indent: "  "}.Marshal(hist)
+	require.NoError(t, err)
+	path := filepath.Join("testdata", "install-upgrade-delete.json")
+	require.NoError(t, os.WriteFile(path, append(data, '\n'), 0o644))
+	fmt.Printf("recorded %d events into %s\n", len(hist.Events), path)
+}
