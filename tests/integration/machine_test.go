@@ -21,8 +21,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/activities/host"
+	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/internal/agent/state"
 	"kok.dev/internal/simnode/catalogue"
 	"kok.dev/tests/harness"
@@ -104,6 +104,29 @@ func TestMachineFinalState(t *testing.T) {
 		require.Equal(t, 1, w.journalCount("log-collector", "1.1.0", "upgraded"))
 	})
 
+	t.Run("a missing package version is named, nothing changes, and it converges once published", func(t *testing.T) {
+		before := len(w.journal())
+		w.setPackage("log-collector", "9.9.9")
+		w.eventually(func(m *kokv1.Machine) error {
+			c := meta.FindStatusCondition(m.Status.Conditions, kokv1.MachineConditionPackagesInSync)
+			if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "MachinePackageVersion log-collector-9.9.9 does not exist") {
+				return fmt.Errorf("PackagesInSync: %+v", c)
+			}
+			return nil
+		})
+		require.Equal(t, kokv1.MachineBlocked, w.get().Status.Phase)
+		require.Len(t, w.journal(), before, "nothing on the host was touched")
+		require.Equal(t, "1.1.0", w.installedVersion("log-collector"))
+
+		late := good.DeepCopy()
+		late.ObjectMeta = metav1.ObjectMeta{Name: "log-collector-9.9.9"}
+		late.Spec.Version = "9.9.9"
+		require.NoError(t, c.Create(ctx, late))
+		w.converged(map[string]string{"container-runtime": "1.7.0", "kubelet": "1.37.2", "log-collector": "9.9.9"})
+		w.setPackage("log-collector", "1.1.0")
+		w.converged(map[string]string{"container-runtime": "1.7.0", "kubelet": "1.37.2", "log-collector": "1.1.0"})
+	})
+
 	t.Run("a bad checksum is refused with a clear condition and the old version keeps running", func(t *testing.T) {
 		w.setPackage("log-collector", "1.2.0")
 		w.eventually(func(m *kokv1.Machine) error {
@@ -131,7 +154,7 @@ func TestMachineFinalState(t *testing.T) {
 		harness.Eventually(t, time.Minute, func(context.Context) error {
 			got, err := os.ReadFile(cfg)
 			if err != nil || string(got) != string(want) {
-				return fmt.Errorf("config not restored yet (%v)", err)
+				return fmt.Errorf("config not restored yet (%w)", err)
 			}
 			return nil
 		})
