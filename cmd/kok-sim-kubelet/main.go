@@ -83,7 +83,7 @@ func main() {
 	f.StringVar(&memory, "memory", "32Gi", "Memory capacity the node reports.")
 	f.StringVar(&pods, "pods", "110", "Pod capacity the node reports.")
 	f.BoolVar(&registerSchedulable, "register-schedulable", false, "Register a new Node schedulable. Under kok leave it off: the Machine workflow uncordons the node once its readiness gates pass.")
-	cmd.AddCommand(probeCommand())
+	cmd.AddCommand(health.ProbeCommand("kubelet"))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -91,25 +91,4 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kok-sim-kubelet:", err)
 		os.Exit(1)
 	}
-}
-
-// probeCommand is the package's exec health check.
-func probeCommand() *cobra.Command {
-	var socket string
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:          "probe",
-		Short:        "Exit 0 when the kubelet on --socket answers /healthz with 200",
-		SilenceUsage: true,
-		Args:         cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			_, err := health.Probe(ctx, socket, "/healthz")
-			return err
-		},
-	}
-	cmd.Flags().StringVar(&socket, "socket", "", "Health socket of the kubelet.")
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "How long to wait for an answer.")
-	return cmd
 }

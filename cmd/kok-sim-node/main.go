@@ -42,7 +42,7 @@ func main() {
 	f.StringVar(&o.Config, "config", "", "Config file the component must find to start.")
 	f.DurationVar(&o.Interval, "interval", 10*time.Second, "How often the component does its work.")
 	f.BoolVar(&o.Fail, "fail", false, "Exit at once with an error: a release that does not start.")
-	cmd.AddCommand(probeCommand())
+	cmd.AddCommand(health.ProbeCommand("component"))
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -50,25 +50,4 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kok-sim-node:", err)
 		os.Exit(1)
 	}
-}
-
-// probeCommand is the packages' exec health check.
-func probeCommand() *cobra.Command {
-	var socket string
-	var timeout time.Duration
-	cmd := &cobra.Command{
-		Use:          "probe",
-		Short:        "Exit 0 when the component on --socket answers /healthz with 200",
-		SilenceUsage: true,
-		Args:         cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			_, err := health.Probe(ctx, socket, "/healthz")
-			return err
-		},
-	}
-	cmd.Flags().StringVar(&socket, "socket", "", "Health socket of the component.")
-	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "How long to wait for an answer.")
-	return cmd
 }

@@ -67,7 +67,7 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL, digest string) (string, err
 	final := filepath.Join(f.Dir, digest)
 	// A cached file is hashed again: the cache is on the host's disk, and whatever touched
 	// the disk may have touched it.
-	if sum, err := hashFile(final); err == nil && sum == digest {
+	if sum, err := SHA256File(final); err == nil && sum == digest {
 		return final, nil
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("read cached artifact: %w", err)
@@ -186,7 +186,8 @@ func (f *Fetcher) open(ctx context.Context, rawURL string) (io.ReadCloser, int64
 	}
 }
 
-func hashFile(path string) (string, error) {
+// SHA256File is the lowercase hex SHA-256 digest of a file, as artifacts are checksummed.
+func SHA256File(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/internal/agent/fetch"
 )
 
 // Versions of each simulated package, oldest first.
@@ -198,7 +199,7 @@ func pack(path, program, version string) (string, error) {
 	stamp := path + ".inputs"
 	if prev, err := os.ReadFile(stamp); err == nil {
 		if fields := strings.Fields(string(prev)); len(fields) == 2 && fields[0] == inputs {
-			if digest, err := fileDigest(path); err == nil && digest == fields[1] {
+			if digest, err := fetch.SHA256File(path); err == nil && digest == fields[1] {
 				return digest, nil
 			}
 		}
@@ -252,17 +253,4 @@ func pack(path, program, version string) (string, error) {
 	}
 	digest := hex.EncodeToString(h.Sum(nil))
 	return digest, os.WriteFile(stamp, []byte(inputs+" "+digest+"\n"), 0o644)
-}
-
-func fileDigest(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

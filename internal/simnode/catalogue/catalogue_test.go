@@ -1,6 +1,8 @@
 package catalogue
 
 import (
+	"kok.dev/internal/agent/fetch"
+
 	"archive/tar"
 	"compress/gzip"
 	"context"
@@ -36,7 +38,7 @@ func TestBuild(t *testing.T) {
 		require.Equal(t, "kok.dev/v1alpha1", m.APIVersion)
 		require.True(t, strings.HasPrefix(m.Spec.Artifact.URL, "file://"+out+"/"), m.Spec.Artifact.URL)
 		file := strings.TrimPrefix(m.Spec.Artifact.URL, "file://")
-		digest, err := fileDigest(file)
+		digest, err := fetch.SHA256File(file)
 		require.NoError(t, err)
 		require.Equal(t, digest, m.Spec.Artifact.SHA256, "the catalogue carries the artifact's real digest")
 		require.Equal(t, []string{"VERSION", "bin/", "bin/" + programOf(m.Spec.Package)}, tarNames(t, file))
