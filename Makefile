@@ -47,7 +47,7 @@ run: build k8s-bins ## Bring up the whole local system (kok dev up) in the foreg
 	$(BIN)/kok dev up --k8s-bins $(K8S_BINS) $(RUN_ARGS)
 
 .PHONY: test
-test: tools k8s-bins kwok verify-generate lint test-go ## Unit + integration tests and lint, as CI runs them.
+test: tools k8s-bins kwok host-tools verify-generate lint test-go ## Unit + integration tests and lint, as CI runs them.
 
 .PHONY: test-go
 test-go: ## go test ./... (needs k8s-bins for the integration suites).
@@ -88,6 +88,15 @@ temporal-cli: $(TEMPORAL_CLI) ## Build the Temporal CLI.
 $(TEMPORAL_CLI):
 	$(call go-install-tool,$@,github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION))
 	@ln -sf $(notdir $@) $(TOOLS)/temporal
+
+.PHONY: host-tools
+host-tools: ## Debian packages the installer tests drive for real (dpkg-deb, rpm); installed when missing and root.
+	@missing=""; for t in dpkg-deb:dpkg rpm:rpm rpmbuild:rpm; do command -v $${t%%:*} >/dev/null || missing="$$missing $${t##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian packages:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "host-tools: missing$$missing; the deb/rpm round-trip tests will skip (install them: apt-get install$$missing)"; fi; \
+	fi
 
 .PHONY: tools
 tools: $(CONTROLLER_GEN) $(CRD_REF_DOCS) $(GOLANGCI_LINT) $(WORKFLOWCHECK) ## Build the code generators and linters.

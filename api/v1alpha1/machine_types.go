@@ -166,7 +166,7 @@ type MachineStatus struct {
 	Phase MachinePhase `json:"phase,omitempty"`
 	// schedulable is true when the Machine's workflow has made the node schedulable.
 	// +optional
-	Schedulable bool `json:"schedulable,omitempty"`
+	Schedulable bool `json:"schedulable"`
 	// versions summarises the running packages, sorted by name: containerd=1.7.2,kubelet=v1.37.2.
 	// +optional
 	// +kubebuilder:validation:MaxLength=16384
