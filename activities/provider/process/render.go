@@ -192,6 +192,12 @@ func Render(in Input) ([]host.PackageSpec, error) {
 			"leader-elect":              strconv.FormatBool(len(in.Masters) > 1),
 		},
 	}
+	// The apiserver's endpoint reconciler refuses a loopback address, which is what simulated
+	// masters of the local system have; real masters keep the default (lease) reconciler, which
+	// publishes every live apiserver behind the `kubernetes` Service.
+	if ip := net.ParseIP(in.This.IP); ip != nil && ip.IsLoopback() {
+		wiring[KubeAPIServer]["endpoint-reconciler-type"] = "none"
+	}
 	f := in.Files
 	files := map[string][]host.ConfigFile{
 		Etcd: {

@@ -62,6 +62,12 @@ func TestRenderOneMaster(t *testing.T) {
 	require.Equal(t, "false", flagOf(kcm, "leader-elect"), "one master needs no election")
 	require.Equal(t, "https://10.0.0.1:6443/livez", api.HealthCheck.HTTPURL)
 	require.Equal(t, []string{"bin/kube-apiserver"}, api.Service.Command)
+	require.Equal(t, "<unset>", flagOf(api, "endpoint-reconciler-type"), "real masters keep the lease reconciler")
+
+	local := input(Master{Host: "m1", IP: "127.0.0.1"})
+	lp, err := Render(local)
+	require.NoError(t, err)
+	require.Equal(t, "none", flagOf(lp[1], "endpoint-reconciler-type"), "the reconciler refuses a loopback master")
 
 	again, err := Render(in)
 	require.NoError(t, err)
