@@ -15,6 +15,9 @@ KUBE_VERSION  ?= v1.37.2
 ETCD_VERSION  ?= v3.7.0
 KUBE_VERSIONS ?= $(KUBE_VERSION)
 K8S_BINS      := $(BIN)/k8s/$(KUBE_VERSION)
+# The control-plane catalogue (make cluster-packages) needs two minor versions to upgrade and roll
+# back between; only that target builds the older one, so a cold `make test` does not pay for it.
+CLUSTER_KUBE_VERSIONS ?= v1.36.3 v1.37.2
 export KOK_K8S_BINS ?= $(K8S_BINS)
 
 # Tool versions. Bumping one reinstalls it: each lands in bin/tools under a versioned name.
@@ -73,6 +76,12 @@ build: node-packages
 .PHONY: node-packages
 node-packages: ## Build the simulated node packages and bin/packages/catalogue.yaml (MachinePackageVersions).
 	go run ./hack/catalogue --out $(BIN)/packages
+
+.PHONY: cluster-packages
+cluster-packages: ## Pack the control planes of CLUSTER_KUBE_VERSIONS and bin/cluster-packages/catalogue.yaml (ClusterPackageVersions).
+	@for v in $(CLUSTER_KUBE_VERSIONS); do hack/k8s-bins/build.sh $$v; done
+	go build -o $(BIN)/ ./cmd/kok-manager
+	go run ./hack/cluster-catalogue --out $(BIN)/cluster-packages --k8s-bins $(BIN)/k8s --manager $(BIN)/kok-manager $(CLUSTER_KUBE_VERSIONS)
 
 .PHONY: k8s-bins
 k8s-bins: ## Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl from source (once).
