@@ -5,15 +5,12 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"sigs.k8s.io/yaml"
-
-	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/internal/manifest"
 	"kok.dev/internal/simnode/catalogue"
 )
 
@@ -32,24 +29,12 @@ func run(out, baseURL string) error {
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	buf.WriteString("# Simulated node packages, written by `make node-packages` (hack/catalogue). Apply with kubectl.\n")
-	for _, m := range mpvs {
-		// Only what a user would write: no status, no server-set metadata.
-		doc, err := yaml.Marshal(struct {
-			APIVersion string                          `json:"apiVersion"`
-			Kind       string                          `json:"kind"`
-			Metadata   map[string]string               `json:"metadata"`
-			Spec       kokv1.MachinePackageVersionSpec `json:"spec"`
-		}{m.APIVersion, m.Kind, map[string]string{"name": m.Name}, m.Spec})
-		if err != nil {
-			return err
-		}
-		buf.WriteString("---\n")
-		buf.Write(doc)
+	docs := make([]manifest.Doc, 0, len(mpvs))
+	for _, o := range mpvs {
+		docs = append(docs, manifest.Doc{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Spec: o.Spec})
 	}
 	path := filepath.Join(out, "catalogue.yaml")
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+	if err := manifest.Write(path, "Simulated node packages, written by `make node-packages` (hack/catalogue). Apply with kubectl.", docs); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %d package versions to %s\n", len(mpvs), path)

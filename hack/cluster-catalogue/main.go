@@ -8,16 +8,13 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 
-	"sigs.k8s.io/yaml"
-
-	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/internal/clustercatalogue"
+	"kok.dev/internal/manifest"
 )
 
 func main() {
@@ -56,24 +53,12 @@ func run(out, bins, manager string, versions []string) error {
 	if err != nil {
 		return err
 	}
-	var buf bytes.Buffer
-	buf.WriteString("# Control-plane releases, written by `make cluster-packages` (hack/cluster-catalogue). Apply with kubectl.\n")
-	for _, c := range cpvs {
-		// Only what a user would write: no status, no server-set metadata.
-		doc, err := yaml.Marshal(struct {
-			APIVersion string                          `json:"apiVersion"`
-			Kind       string                          `json:"kind"`
-			Metadata   map[string]string               `json:"metadata"`
-			Spec       kokv1.ClusterPackageVersionSpec `json:"spec"`
-		}{c.APIVersion, c.Kind, map[string]string{"name": c.Name}, c.Spec})
-		if err != nil {
-			return err
-		}
-		buf.WriteString("---\n")
-		buf.Write(doc)
+	docs := make([]manifest.Doc, 0, len(cpvs))
+	for _, o := range cpvs {
+		docs = append(docs, manifest.Doc{APIVersion: o.APIVersion, Kind: o.Kind, Name: o.Name, Spec: o.Spec})
 	}
 	path := filepath.Join(out, "catalogue.yaml")
-	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+	if err := manifest.Write(path, "Control-plane releases, written by `make cluster-packages` (hack/cluster-catalogue). Apply with kubectl.", docs); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %d cluster package versions to %s\n", len(cpvs), path)
