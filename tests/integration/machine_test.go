@@ -139,6 +139,7 @@ func TestMachineFinalState(t *testing.T) {
 		require.Equal(t, "1.1.0", w.installedVersion("log-collector"))
 		w.serviceRunning("log-collector")
 		require.Zero(t, w.journalCount("log-collector", "1.2.0", "installed")+w.journalCount("log-collector", "1.2.0", "upgraded"))
+		w.schedulable(true, "") // the old version serves: a bad release does not cordon the node
 		w.setPackage("log-collector", "1.1.0")
 		w.converged(map[string]string{"container-runtime": "1.7.0", "kubelet": "1.37.2", "log-collector": "1.1.0"})
 	})

@@ -241,6 +241,14 @@ func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired) time.Dura
 	// 3c. Components as they stand, then each planned step in order, reporting as we go.
 	comps := componentsFrom(desired, installed)
 	broken := map[string]bool{} // packages that failed, so their dependents are not touched
+	// serving: packages that run at some version and that no check of this pass found
+	// unhealthy. A failed upgrade that the agent rolled back keeps serving at the old version:
+	// schedulability depends on serving, not on being at the spec's version, so a bad release
+	// never cordons a fleet by itself.
+	serving := map[string]bool{}
+	for _, ip := range facts.Installed {
+		serving[ip.Name] = ip.ServiceRunning
+	}
 	for key, why := range sortedMap(s.Failed) {
 		name, _, _ := strings.Cut(key, "@")
 		broken[name] = true
@@ -269,28 +277,36 @@ func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired) time.Dura
 				continue
 			}
 			comps.remove(st.Name)
+			delete(serving, st.Name)
 			continue
 		}
-		if why := m.ensureAndCheck(ctx, d, specs[st.Name]); why != "" {
+		if why, applied := m.ensureAndCheck(ctx, d, specs[st.Name]); why != "" {
 			s.Failed[st.Name+"@"+st.To] = why
 			broken[st.Name] = true
 			comps.set(st.Name, st.From, kokv1.ComponentFailed, why)
+			if applied { // installed but unhealthy; otherwise the previous version still runs
+				serving[st.Name] = false
+			}
 			continue
 		}
 		comps.set(st.Name, st.To, kokv1.ComponentRunning, "")
+		serving[st.Name] = true
 	}
 
 	// 3d. Drift check: every wanted package is ensured again when due. The agent acts only where
 	// the host differs (a stopped service, an edited config, a removed package) and says what it
 	// repaired; each repair becomes an Event on the Machine.
 	if len(steps) > 0 || now.Sub(s.LastDriftCheck) >= d.DriftInterval {
-		m.driftCheck(ctx, d, desired, specs, broken, comps)
+		m.driftCheck(ctx, d, desired, specs, broken, comps, serving)
 		s.LastDriftCheck = workflow.Now(ctx)
 		r.LastDriftCheck = s.LastDriftCheck
 	}
 
 	// 3e. Schedulability: the only place that cordons or uncordons this node.
-	healthy := comps.allRunning(desired)
+	healthy := true
+	for _, p := range desired {
+		healthy = healthy && serving[p.Name]
+	}
 	decision := DecideSchedulable(SchedulingInput{Gates: gates, Bootstrapped: s.Bootstrapped, ComponentsHealthy: healthy, Isolations: d.Isolations})
 	wait := d.DriftInterval
 	var res kube.SetNodeSchedulableResult
@@ -316,7 +332,7 @@ func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired) time.Dura
 
 	// 3f. Report the verdict.
 	r.Components = comps.list()
-	inSync := healthy && len(s.Failed) == 0
+	inSync := comps.allRunning(desired) && len(s.Failed) == 0
 	r.Conditions = upsert(r.Conditions, cond(kokv1.ConditionProgressing, false, kokv1.ReasonSucceeded, "no step pending"))
 	r.Conditions = append(r.Conditions,
 		cond(kokv1.MachineConditionPackagesInSync, inSync, syncReason(inSync), syncMessage(inSync, s.Failed, comps)),
@@ -335,23 +351,25 @@ func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired) time.Dura
 }
 
 // ensureAndCheck installs or upgrades one package and waits for it to be healthy. It returns why
-// it failed, or "" on success.
-func (m *machineRun) ensureAndCheck(ctx workflow.Context, d kube.MachineDesired, spec host.PackageSpec) string {
+// it failed ("" on success) and whether the new version was applied: an install or upgrade that
+// failed leaves the previous state on the host (the agent rolls back), one that was applied but
+// is unhealthy does not.
+func (m *machineRun) ensureAndCheck(ctx workflow.Context, d kube.MachineDesired, spec host.PackageSpec) (why string, applied bool) {
 	var res host.EnsurePackageResult
 	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.EnsurePackage, host.EnsurePackageParams{Spec: spec}).Get(ctx, &res); err != nil {
-		return fmt.Sprintf("%s %s: %s", spec.Name, spec.Version, rootCause(err))
+		return fmt.Sprintf("%s %s: %s", spec.Name, spec.Version, rootCause(err)), false
 	}
 	var health host.CheckHealthResult
 	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, healthWait), hostActs.CheckHealth, host.CheckHealthParams{Name: spec.Name, Wait: true}).Get(ctx, &health); err != nil {
-		return fmt.Sprintf("%s %s: health check: %s", spec.Name, spec.Version, rootCause(err))
+		return fmt.Sprintf("%s %s: health check: %s", spec.Name, spec.Version, rootCause(err)), true
 	}
 	if !health.Healthy {
-		return fmt.Sprintf("%s %s is unhealthy: %s", spec.Name, spec.Version, health.Message)
+		return fmt.Sprintf("%s %s is unhealthy: %s", spec.Name, spec.Version, health.Message), true
 	}
-	return ""
+	return "", true
 }
 
-func (m *machineRun) driftCheck(ctx workflow.Context, d kube.MachineDesired, desired []Package, specs map[string]host.PackageSpec, broken map[string]bool, comps *components) {
+func (m *machineRun) driftCheck(ctx workflow.Context, d kube.MachineDesired, desired []Package, specs map[string]host.PackageSpec, broken map[string]bool, comps *components, serving map[string]bool) {
 	order, err := topoOrder(depsOf(desired))
 	if err != nil {
 		return // Plan already refused this spec
@@ -364,6 +382,7 @@ func (m *machineRun) driftCheck(ctx workflow.Context, d kube.MachineDesired, des
 		var res host.EnsurePackageResult
 		if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.EnsurePackage, host.EnsurePackageParams{Spec: spec}).Get(ctx, &res); err != nil {
 			comps.set(name, spec.Version, kokv1.ComponentFailed, "drift check: "+rootCause(err))
+			serving[name] = false
 			continue
 		}
 		if res.Action != host.EnsureNone {
@@ -384,9 +403,11 @@ func (m *machineRun) driftCheck(ctx workflow.Context, d kube.MachineDesired, des
 				why = rootCause(err)
 			}
 			comps.set(name, spec.Version, kokv1.ComponentFailed, "unhealthy: "+why)
+			serving[name] = false
 			continue
 		}
 		comps.set(name, spec.Version, kokv1.ComponentRunning, "")
+		serving[name] = true
 	}
 }
 

@@ -264,8 +264,20 @@ func TestFailedUpgradeKeepsOldVersionAndIsNotRetriedUntilSpecChanges(t *testing.
 	r := w.lastReport()
 	require.Equal(t, string(kokv1.MachineDegraded), r.Phase)
 	require.Contains(t, condOf(r, kokv1.MachineConditionPackagesInSync).Message, "sha256 mismatch")
+	require.True(t, r.Schedulable, "the previous version still serves: a bad release must not cordon the node (or a fleet)")
+	require.NotContains(t, w.sched, false)
+}
+
+func TestUnhealthyComponentCordons(t *testing.T) {
+	w := newWorld(pkg("runtime", "1"))
+	w.unhealthy["runtime"] = "crashloop: exit status 1"
+	run(t, w)
+	r := w.lastReport()
+	require.Equal(t, string(kokv1.MachineDegraded), r.Phase)
 	require.False(t, r.Schedulable)
-	require.Equal(t, false, w.sched[len(w.sched)-1], "an unhealthy machine is made unschedulable")
+	require.Equal(t, "components are not all installed and healthy", condOf(r, kokv1.MachineConditionSchedulable).Message)
+	require.Contains(t, condOf(r, kokv1.MachineConditionPackagesInSync).Message, "runtime 1 is unhealthy: crashloop: exit status 1")
+	require.NotContains(t, w.sched, true)
 }
 
 func TestReadinessGates(t *testing.T) {
