@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/tests/harness"
+
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -86,25 +88,14 @@ spec:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 `
 
+// k8sBins finds the binaries as every test does (tests/harness), and skips in -short runs.
 func k8sBins(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs the whole local system")
 	}
-	dir := os.Getenv("KOK_K8S_BINS")
-	if dir == "" {
-		root, err := filepath.Abs(".")
-		require.NoError(t, err)
-		for {
-			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-				break
-			}
-			parent := filepath.Dir(root)
-			require.NotEqual(t, root, parent, "no go.mod above the test")
-			root = parent
-		}
-		dir = filepath.Join(root, "bin", "k8s", "v1.37.2")
-	}
+	dir, err := harness.K8sBinDir()
+	require.NoError(t, err)
 	require.NoError(t, metacluster.CheckBinaries(dir))
 	return dir
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/tests/harness"
+
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -45,27 +47,14 @@ spec:
 
 var widgets = schema.GroupVersionResource{Group: "test.kok.dev", Version: "v1", Resource: "widgets"}
 
-// k8sBins finds the binaries as `make` does: $KOK_K8S_BINS, else bin/k8s/v1.37.2 at the
-// module root.
+// k8sBins finds the binaries as every test does (tests/harness), and skips in -short runs.
 func k8sBins(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs etcd and kube-apiserver")
 	}
-	dir := os.Getenv("KOK_K8S_BINS")
-	if dir == "" {
-		root, err := filepath.Abs(".")
-		require.NoError(t, err)
-		for {
-			if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
-				break
-			}
-			parent := filepath.Dir(root)
-			require.NotEqual(t, root, parent, "no go.mod above the test")
-			root = parent
-		}
-		dir = filepath.Join(root, "bin", "k8s", "v1.37.2")
-	}
+	dir, err := harness.K8sBinDir()
+	require.NoError(t, err)
 	require.NoError(t, CheckBinaries(dir))
 	return dir
 }
