@@ -254,6 +254,7 @@ spec:
     version: v1.37.2
 status:
   phase: Ready
+  schedulable: false
 `, out.String())
 
 	out.Reset()
@@ -278,7 +279,8 @@ status:
                 ]
             },
             "status": {
-                "phase": "Ready"
+                "phase": "Ready",
+                "schedulable": false
             }
         }
     ]
