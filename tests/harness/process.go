@@ -3,7 +3,6 @@ package harness
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -119,21 +118,6 @@ func (p *Process) PID() int {
 		return 0
 	}
 	return p.cmd.Process.Pid
-}
-
-// Running reports whether the process has been started and has not exited.
-func (p *Process) Running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return false
-	}
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
 }
 
 // Stop asks the process to end (SIGTERM), kills it after a grace period, and waits.
@@ -252,9 +236,6 @@ func Eventually(t testing.TB, timeout time.Duration, cond func(ctx context.Conte
 		}
 		select {
 		case <-ctx.Done():
-			if errors.Is(last, context.DeadlineExceeded) || last == nil {
-				last = ctx.Err()
-			}
 			t.Fatalf("not true within %s: %v", timeout, last)
 		case <-tick.C:
 		}
