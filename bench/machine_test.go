@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kokv1 "kok.dev/api/v1alpha1"
@@ -57,12 +58,16 @@ func BenchmarkMachineConverge(b *testing.B) {
 	versions := []string{"1.1.0", "1.0.0"}
 	for i := range edits {
 		want := versions[i%2]
-		if err := c.Get(ctx, client.ObjectKey{Name: "bench-1"}, m); err != nil {
-			b.Fatal(err)
-		}
-		m.Spec.Packages = pkgs(want)
 		start := time.Now()
-		if err := c.Update(ctx, m); err != nil {
+		// Status writes share the resourceVersion, so a spec edit retries on conflict.
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := c.Get(ctx, client.ObjectKey{Name: "bench-1"}, m); err != nil {
+				return err
+			}
+			m.Spec.Packages = pkgs(want)
+			return c.Update(ctx, m)
+		})
+		if err != nil {
 			b.Fatal(err)
 		}
 		waitConverged(b, c, "bench-1", want)

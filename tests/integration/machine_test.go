@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kok.dev/activities/host"
@@ -320,14 +321,20 @@ func (w *machineWatch) setPackage(name, version string) {
 
 func (w *machineWatch) setPackages(want map[string]string) {
 	w.t.Helper()
-	m := w.get()
-	m.Spec.Packages = nil
-	for _, name := range []string{"container-runtime", "kubelet", "log-collector", "node-problem-detector"} {
-		if v, ok := want[name]; ok {
-			m.Spec.Packages = append(m.Spec.Packages, kokv1.PackageRef{Name: name, Version: v})
+	// The workflow writes status concurrently, and status shares the
+	// object's resourceVersion: a spec edit must retry on conflict, exactly
+	// as a human's kubectl edit would.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		m := w.get()
+		m.Spec.Packages = nil
+		for _, name := range []string{"container-runtime", "kubelet", "log-collector", "node-problem-detector"} {
+			if v, ok := want[name]; ok {
+				m.Spec.Packages = append(m.Spec.Packages, kokv1.PackageRef{Name: name, Version: v})
+			}
 		}
-	}
-	require.NoError(w.t, w.c.Update(context.Background(), m))
+		return w.c.Update(context.Background(), m)
+	})
+	require.NoError(w.t, err)
 }
 
 // installedVersion is what the agent's state on the host says ("" = not installed).
