@@ -278,6 +278,11 @@ type ClusterStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	CurrentPackageVersion string `json:"currentPackageVersion,omitempty"`
+	// previousPackageVersion is the version the cluster ran before the last completed upgrade
+	// or rollback: what `kok cluster rollback` points spec.packageVersion back to.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	PreviousPackageVersion string `json:"previousPackageVersion,omitempty"`
 	// targetPackageVersion is the version an operation in flight moves to; empty when none.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
