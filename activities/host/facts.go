@@ -24,7 +24,10 @@ import (
 // Every exported method is an activity (the worker registers the struct), so helpers that are not
 // activities are unexported methods or package functions.
 type Activities struct {
-	Host     string
+	Host string
+	// Address is the IP address the host's services are reached at (and bind to), as the
+	// agent's --address says: masters advertise it to their peers.
+	Address  string
 	Root     string
 	Simulate bool
 	// Services runs the packages' services; required by every activity that starts, stops or
@@ -49,7 +52,9 @@ type Activities struct {
 
 // FactsResult describes a host.
 type FactsResult struct {
-	Host      string
+	Host string
+	// Address is the host's service address (kok-agent --address).
+	Address   string
 	OS        string // PRETTY_NAME from os-release, e.g. "Debian GNU/Linux 12 (bookworm)"
 	OSID      string // ID from os-release, e.g. "debian"
 	Kernel    string // uname release
@@ -65,7 +70,7 @@ type FactsResult struct {
 // Facts reports what the host is. A simulated host may carry its own etc/os-release under Root;
 // otherwise the machine's own is reported.
 func (a *Activities) Facts(ctx context.Context) (FactsResult, error) {
-	res := FactsResult{Host: a.Host, Arch: runtime.GOARCH, Simulated: a.Simulate}
+	res := FactsResult{Host: a.Host, Address: a.Address, Arch: runtime.GOARCH, Simulated: a.Simulate}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return res, fmt.Errorf("uname: %w", err)

@@ -227,3 +227,24 @@ func TestDebPackageThroughTheActivity(t *testing.T) {
 	require.NoFileExists(t, filepath.Join(root, "usr/bin/kok-demo"))
 	require.False(t, h.sup.Status("kok-demo").Known)
 }
+
+func TestRemovePurgesDataDirectoriesAndRefusesOthers(t *testing.T) {
+	root, src := t.TempDir(), t.TempDir()
+	h := newHost(t, root)
+	h.mustEnsure(demoSpec(t, src, "1.0.0", demoScript("1.0.0")))
+	data := filepath.Join(root, "var/lib/kok/clusters/c1/etcd/member")
+	require.NoError(t, os.MkdirAll(data, 0o755))
+
+	val, err := h.env.ExecuteActivity(h.a.RemovePackage, RemovePackageParams{Name: "demo", Purge: []string{"/var/lib/kok/clusters/c1", "/var/lib/kok/clusters/absent"}})
+	require.NoError(t, err)
+	var res RemovePackageResult
+	require.NoError(t, val.Get(&res))
+	require.True(t, res.Changed)
+	require.NoDirExists(t, filepath.Join(root, "var/lib/kok/clusters/c1"))
+	require.DirExists(t, filepath.Join(root, "var/lib/kok"), "only the named tree goes")
+
+	for _, bad := range []string{"/var/lib/kok/", "/var/lib/kok", "/etc", "var/lib/kok/x", "/var/lib/kok/../../etc", "/home/x"} {
+		_, err := h.env.ExecuteActivity(h.a.RemovePackage, RemovePackageParams{Name: "demo", Purge: []string{bad}})
+		require.ErrorContains(t, err, "purge path", bad)
+	}
+}

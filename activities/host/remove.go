@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
 )
 
 // RemovePackage stops a package's service and takes the package, its configs and its sysctls
@@ -13,6 +17,12 @@ import (
 func (a *Activities) RemovePackage(ctx context.Context, p RemovePackageParams) (RemovePackageResult, error) {
 	if !dnsLabelRE.MatchString(p.Name) {
 		return RemovePackageResult{}, validate(PackageSpec{Name: p.Name})
+	}
+	for _, dir := range p.Purge {
+		if !purgeable(dir) {
+			return RemovePackageResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("remove %s: purge path %q must be a clean absolute path strictly below /var/lib/kok/ or /etc/kok/", p.Name, dir), ErrTypeBadSpec, nil)
+		}
 	}
 	ctx, stop := keepAlive(ctx)
 	defer stop()
@@ -50,6 +60,17 @@ func (a *Activities) RemovePackage(ctx context.Context, p RemovePackageParams) (
 	if err := errors.Join(errs...); err != nil {
 		return res, fmt.Errorf("remove %s: %w", p.Name, err)
 	}
+	for _, dir := range p.Purge {
+		full := a.path(dir)
+		if _, err := os.Stat(full); err != nil {
+			continue
+		}
+		if err := os.RemoveAll(full); err != nil {
+			return res, fmt.Errorf("remove %s: purge %s: %w", p.Name, dir, err)
+		}
+		res.Changed = true
+		a.journal(p.Name, res.Version, "purged", dir)
+	}
 	if !res.Changed {
 		return res, nil
 	}
@@ -61,4 +82,18 @@ func (a *Activities) RemovePackage(ctx context.Context, p RemovePackageParams) (
 	a.journal(p.Name, res.Version, "removed", "")
 	a.log().Info("package removed", "package", p.Name, "version", res.Version)
 	return res, nil
+}
+
+// purgeable admits only kok's own data and config trees, and never their roots: a purge is
+// the last step of deleting a cluster and must not be able to reach anything else on the host.
+func purgeable(dir string) bool {
+	if dir != path.Clean(dir) || !path.IsAbs(dir) {
+		return false
+	}
+	for _, root := range []string{"/var/lib/kok/", "/etc/kok/"} {
+		if strings.HasPrefix(dir, root) && len(dir) > len(root) {
+			return true
+		}
+	}
+	return false
 }

@@ -94,6 +94,10 @@ type EnsurePackageResult struct {
 // succeeds with Changed false.
 type RemovePackageParams struct {
 	Name string
+	// Purge are directories (absolute, as seen from the host root, under /var/lib/kok/ or
+	// /etc/kok/) deleted after the package is gone: the data a package's service wrote, such as
+	// a deleted cluster's etcd data. Absent paths are fine.
+	Purge []string
 }
 
 // RemovePackageResult reports whether anything was removed.

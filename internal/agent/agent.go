@@ -29,6 +29,7 @@ import (
 // Options are kok-agent's flags.
 type Options struct {
 	Host        string
+	Address     string
 	Root        string
 	Simulate    bool
 	MetricsAddr string
@@ -39,6 +40,7 @@ type Options struct {
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	hostname, _ := os.Hostname()
 	fs.StringVar(&o.Host, "host", hostname, "Name of this host; the agent serves task queue kok-host-<host> (defaults to the hostname, which should equal the Machine's spec.host).")
+	fs.StringVar(&o.Address, "address", "", "IP address this host's services bind to and are reached at (a master's etcd and kube-apiserver advertise it). Default: the first non-loopback IPv4 address; 127.0.0.1 with --simulate. Simulated hosts on one machine take distinct loopback addresses (127.0.0.2, 127.0.0.3, ...) so that several masters keep standard ports.")
 	fs.StringVar(&o.Root, "root", "/", "Root directory the agent manages. A simulated host uses a private directory.")
 	fs.BoolVar(&o.Simulate, "simulate", false, "Run as a simulated host rooted at --root (for the local system and tests): nothing outside --root is changed.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "127.0.0.1:9090", "Address of /metrics and /healthz; \"0\" turns it off.")
@@ -63,7 +65,28 @@ func (o *Options) Validate() error {
 		}
 		o.Root = abs
 	}
+	if o.Address == "" {
+		o.Address = defaultAddress(o.Simulate)
+	}
+	if ip := net.ParseIP(o.Address); ip == nil {
+		return fmt.Errorf("--address %q: not an IP address", o.Address)
+	}
 	return o.Temporal.Validate()
+}
+
+// defaultAddress is the first non-loopback IPv4 address of the machine, or loopback for a
+// simulated host (or a machine without one).
+func defaultAddress(simulate bool) string {
+	if !simulate {
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+					return n.IP.String()
+				}
+			}
+		}
+	}
+	return "127.0.0.1"
 }
 
 // Run serves the host's task queue until ctx ends.
@@ -98,7 +121,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		Logger:       log.With("component", "supervisor"),
 	})
 	defer sup.Close() // after the worker has stopped: no activity uses it any more
-	acts := &host.Activities{Host: o.Host, Root: o.Root, Simulate: o.Simulate, Services: sup, Logger: log}
+	acts := &host.Activities{Host: o.Host, Address: o.Address, Root: o.Root, Simulate: o.Simulate, Services: sup, Logger: log}
 	// Like a host that boots: every installed package's service starts again.
 	if err := host.StartInstalledServices(ctx, acts); err != nil {
 		log.Error("some installed services did not start; the next drift check retries them", "err", err)
