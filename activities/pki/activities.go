@@ -392,3 +392,43 @@ func hasLabels(s *corev1.Secret, labels map[string]string) bool {
 	}
 	return true
 }
+
+// LoadBundle reads the cluster's PKI back from its Secrets in ns (empty: Namespace(cluster)),
+// for activities that hand key material to the cluster's hosts. It fails when the CA is
+// missing: EnsureClusterPKI has not run yet.
+func LoadBundle(ctx context.Context, c client.Reader, cluster, ns string) (*clusterpki.Bundle, error) {
+	ns, err := namespaceOf(cluster, ns)
+	if err != nil {
+		return nil, err
+	}
+	var list corev1.SecretList
+	if err := c.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels{LabelCluster: cluster}); err != nil {
+		return nil, fmt.Errorf("list PKI Secrets of %s in %s: %w", cluster, ns, err)
+	}
+	secrets := map[string]*corev1.Secret{}
+	for i := range list.Items {
+		secrets[list.Items[i].Name] = &list.Items[i]
+	}
+	b := readBundle(cluster, secrets)
+	if len(b.CA.CertPEM) == 0 || len(b.CA.KeyPEM) == 0 {
+		return nil, fmt.Errorf("cluster %s has no CA in namespace %s yet", cluster, ns)
+	}
+	return b, nil
+}
+
+// AdminKubeconfig returns the admin kubeconfig Secret's content.
+func AdminKubeconfig(ctx context.Context, c client.Reader, cluster, ns string) ([]byte, error) {
+	ns, err := namespaceOf(cluster, ns)
+	if err != nil {
+		return nil, err
+	}
+	var s corev1.Secret
+	key := client.ObjectKey{Namespace: ns, Name: SecretName(cluster, KubeconfigPart(clusterpki.Admin))}
+	if err := c.Get(ctx, key, &s); err != nil {
+		return nil, fmt.Errorf("admin kubeconfig of %s: %w", cluster, err)
+	}
+	if len(s.Data[KeyKubeconfig]) == 0 {
+		return nil, fmt.Errorf("admin kubeconfig Secret %s/%s has no %q", ns, s.Name, KeyKubeconfig)
+	}
+	return s.Data[KeyKubeconfig], nil
+}

@@ -6,6 +6,9 @@ const (
 	// MachineFinalizer holds a Machine until its workflow has removed its packages from the host
 	// (or, with deletionPolicy Orphan, let them be).
 	MachineFinalizer = "kok.dev/machine"
+	// ClusterFinalizer holds a Cluster until its workflow has torn the control plane down (or,
+	// with deletionPolicy Orphan, let it be).
+	ClusterFinalizer = "kok.dev/cluster"
 
 	// ConditionNamespace holds the Condition ConfigMaps: one per node per reporting operator.
 	ConditionNamespace = "kok-system"

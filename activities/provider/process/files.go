@@ -29,6 +29,12 @@ func FilesFor(b *pki.Bundle, master, apiServerURL string) (Files, error) {
 	if err != nil {
 		return Files{}, fmt.Errorf("scheduler kubeconfig: %w", err)
 	}
+	// The machine operator acts as the cluster's administrator: it owns kok's CRDs there and
+	// cordons, labels and deletes Nodes. A narrower identity is listed in docs/design as left.
+	operator, err := b.Kubeconfig(pki.Admin, apiServerURL)
+	if err != nil {
+		return Files{}, fmt.Errorf("machine operator kubeconfig: %w", err)
+	}
 	return Files{
 		CA: string(b.CA.CertPEM), CAKey: string(b.CA.KeyPEM),
 		EtcdCA:     string(b.EtcdCA.CertPEM),
@@ -41,5 +47,6 @@ func FilesFor(b *pki.Bundle, master, apiServerURL string) (Files, error) {
 		FrontProxyClient: string(proxy.CertPEM), FrontProxyClientKey: string(proxy.KeyPEM),
 		ServiceAccountKey: string(b.ServiceAccount.PrivateKeyPEM), ServiceAccountPub: string(b.ServiceAccount.PublicKeyPEM),
 		ControllerManagerKubeconfig: string(kcm), SchedulerKubeconfig: string(sched),
+		OperatorKubeconfig: string(operator),
 	}, nil
 }

@@ -17,6 +17,7 @@ const (
 	KubeAPIServer         = "kube-apiserver"
 	KubeControllerManager = "kube-controller-manager"
 	KubeScheduler         = "kube-scheduler"
+	MachineOperator       = "machine-operator"
 )
 
 // Release is one component of a ClusterPackageVersion: its artifact and default flags.
@@ -36,11 +37,28 @@ type Master struct {
 // Ports are the cluster's listening ports on each master. Real hosts use the standard ones; the
 // local system gives each cluster its own, so several clusters share one machine.
 type Ports struct {
-	EtcdClient, EtcdPeer, APIServer, ControllerManager, Scheduler int
+	EtcdClient, EtcdPeer, EtcdMetrics, APIServer, ControllerManager, Scheduler, MachineOperator int
 }
 
-// StandardPorts are Kubernetes' and etcd's usual ports.
-var StandardPorts = Ports{EtcdClient: 2379, EtcdPeer: 2380, APIServer: 6443, ControllerManager: 10257, Scheduler: 10259}
+// StandardPorts are Kubernetes' and etcd's usual ports; the machine operator's health port
+// follows the scheduler's.
+var StandardPorts = Ports{EtcdClient: 2379, EtcdPeer: 2380, EtcdMetrics: 2381, APIServer: 6443, ControllerManager: 10257, Scheduler: 10259, MachineOperator: 10260}
+
+// PortsFor derives every port of a cluster from its API server port: 6443 gives the standard
+// ports; any other port P gives P+1 (etcd client) to P+6 (machine operator). That is how
+// several clusters share one host (the local system) with one field to set per cluster, and
+// the ports stay a pure function of the spec, so a retried or resumed workflow computes the
+// same ones.
+func PortsFor(apiServerPort int) (Ports, error) {
+	if apiServerPort == StandardPorts.APIServer || apiServerPort == 0 {
+		return StandardPorts, nil
+	}
+	if apiServerPort < 1 || apiServerPort+6 > 65535 {
+		return Ports{}, fmt.Errorf("spec.network.apiServerPort %d: a non-standard port P needs P+1 to P+6 free for etcd and the other components, so it must be at most 65529", apiServerPort)
+	}
+	p := apiServerPort
+	return Ports{EtcdClient: p + 1, EtcdPeer: p + 2, EtcdMetrics: p + 3, APIServer: p, ControllerManager: p + 4, Scheduler: p + 5, MachineOperator: p + 6}, nil
+}
 
 // Files is the key material one master needs, PEM-encoded. It reaches the agent as config
 // files, so workflow payloads carrying it must be encrypted (the payload codec).
@@ -57,6 +75,8 @@ type Files struct {
 	ServiceAccountKey, ServiceAccountPub  string
 	ControllerManagerKubeconfig           string
 	SchedulerKubeconfig                   string
+	// OperatorKubeconfig is the machine operator's (administrator) kubeconfig.
+	OperatorKubeconfig string
 }
 
 // Input is everything needed to render one master's control-plane packages.
@@ -71,6 +91,21 @@ type Input struct {
 	// Overrides are the Cluster's per-component extra flags (spec.components[].args).
 	Overrides map[string]map[string]string
 	Files     Files
+	// Operator configures the machine operator; it is rendered when both this and
+	// Release[MachineOperator] are set.
+	Operator *Operator
+}
+
+// Operator is how the machine operator (kok-manager serving one business cluster's Machines)
+// reaches Temporal. Its kubeconfig is in Files.OperatorKubeconfig.
+type Operator struct {
+	TemporalAddress   string
+	TemporalNamespace string
+	// CodecKeys is the content of the payload codec key file ("" when payloads are not
+	// encrypted): workflows it runs carry the same encrypted payloads as the manager's.
+	CodecKeys string
+	// WebUI is the Temporal Web UI base URL for the links it writes into Machine status.
+	WebUI string
 }
 
 // protected flags wire the components to each other and to their key material; an override
@@ -80,6 +115,7 @@ var protected = map[string][]string{
 	KubeAPIServer:         {"etcd-servers", "etcd-cafile", "etcd-certfile", "etcd-keyfile", "secure-port", "tls-cert-file", "tls-private-key-file", "client-ca-file", "service-account-key-file", "service-account-signing-key-file"},
 	KubeControllerManager: {"kubeconfig", "secure-port", "cluster-signing-cert-file", "cluster-signing-key-file", "service-account-private-key-file"},
 	KubeScheduler:         {"kubeconfig", "secure-port"},
+	MachineOperator:       {"cluster-name", "kubeconfig", "temporal-address", "temporal-namespace", "codec-key-file", "serve-clusters"},
 }
 
 // PackageName is the host package of one component of one cluster: a host may carry masters of
@@ -110,7 +146,9 @@ func Render(in Input) ([]host.PackageSpec, error) {
 	file := func(name, content string, mode uint32) host.ConfigFile {
 		return host.ConfigFile{Path: path.Join(Dir(in.Cluster), "pki", name), Content: content, Mode: mode}
 	}
-	local := "127.0.0.1"
+	// Every component binds to the master's own address, never a wildcard or loopback: masters
+	// of different clusters, and simulated masters on one machine, then share ports safely.
+	ip := in.This.IP
 	var initial []string
 	for _, m := range sortedMasters(in.Masters) {
 		initial = append(initial, fmt.Sprintf("%s=https://%s", m.Host, net.JoinHostPort(m.IP, strconv.Itoa(in.Ports.EtcdPeer))))
@@ -126,7 +164,8 @@ func Render(in Input) ([]host.PackageSpec, error) {
 		Etcd: {
 			"name":                        in.This.Host,
 			"data-dir":                    "${KOK_ROOT}" + DataDir(in.Cluster),
-			"listen-client-urls":          uniqueJoin(clientURL(in.This.IP), clientURL(local)),
+			"listen-client-urls":          clientURL(ip),
+			"listen-metrics-urls":         "http://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.EtcdMetrics)),
 			"advertise-client-urls":       clientURL(in.This.IP),
 			"listen-peer-urls":            peerURL,
 			"initial-advertise-peer-urls": peerURL,
@@ -172,7 +211,7 @@ func Render(in Input) ([]host.PackageSpec, error) {
 			"kubeconfig":                       pki("controller-manager.kubeconfig"),
 			"authentication-kubeconfig":        pki("controller-manager.kubeconfig"),
 			"authorization-kubeconfig":         pki("controller-manager.kubeconfig"),
-			"bind-address":                     local,
+			"bind-address":                     ip,
 			"secure-port":                      strconv.Itoa(in.Ports.ControllerManager),
 			"cluster-signing-cert-file":        pki("ca.crt"),
 			"cluster-signing-key-file":         pki("ca.key"),
@@ -187,7 +226,7 @@ func Render(in Input) ([]host.PackageSpec, error) {
 			"kubeconfig":                pki("scheduler.kubeconfig"),
 			"authentication-kubeconfig": pki("scheduler.kubeconfig"),
 			"authorization-kubeconfig":  pki("scheduler.kubeconfig"),
-			"bind-address":              local,
+			"bind-address":              ip,
 			"secure-port":               strconv.Itoa(in.Ports.Scheduler),
 			"leader-elect":              strconv.FormatBool(len(in.Masters) > 1),
 		},
@@ -222,16 +261,42 @@ func Render(in Input) ([]host.PackageSpec, error) {
 			file("scheduler.kubeconfig", f.SchedulerKubeconfig, 0o600),
 		},
 	}
+	// etcd's /health (plain HTTP on the metrics listener: the client port demands a client
+	// certificate the agent does not hold) is healthy only with a quorum, so a member of a new
+	// 3-member cluster waits for its peers, which the workflow starts at the same time.
 	health := map[string]*host.ProbeSpec{
-		Etcd:                  {TCPAddress: net.JoinHostPort(local, strconv.Itoa(in.Ports.EtcdClient)), PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 30},
-		KubeAPIServer:         {HTTPURL: "https://" + net.JoinHostPort(in.This.IP, strconv.Itoa(in.Ports.APIServer)) + "/livez", ExpectStatus: 200, InsecureSkipVerify: true, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
-		KubeControllerManager: {HTTPURL: "https://" + net.JoinHostPort(local, strconv.Itoa(in.Ports.ControllerManager)) + "/healthz", ExpectStatus: 200, InsecureSkipVerify: true, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
-		KubeScheduler:         {HTTPURL: "https://" + net.JoinHostPort(local, strconv.Itoa(in.Ports.Scheduler)) + "/healthz", ExpectStatus: 200, InsecureSkipVerify: true, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
+		Etcd:                  {HTTPURL: "http://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.EtcdMetrics)) + "/health", ExpectStatus: 200, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
+		KubeAPIServer:         {HTTPURL: "https://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.APIServer)) + "/livez", ExpectStatus: 200, InsecureSkipVerify: true, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
+		KubeControllerManager: {HTTPURL: "https://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.ControllerManager)) + "/healthz", ExpectStatus: 200, InsecureSkipVerify: true, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
+		KubeScheduler:         {HTTPURL: "https://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.Scheduler)) + "/healthz", ExpectStatus: 200, InsecureSkipVerify: true, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
+		MachineOperator:       {HTTPURL: "http://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.MachineOperator)) + "/healthz", ExpectStatus: 200, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
+	}
+	components := []string{Etcd, KubeAPIServer, KubeControllerManager, KubeScheduler}
+	if _, ok := in.Release[MachineOperator]; ok && in.Operator != nil {
+		components = append(components, MachineOperator)
+		o := in.Operator
+		wiring[MachineOperator] = map[string]string{
+			"cluster-name":              in.Cluster,
+			"kubeconfig":                pki("machine-operator.kubeconfig"),
+			"temporal-address":          o.TemporalAddress,
+			"temporal-namespace":        o.TemporalNamespace,
+			"temporal-ui-url":           o.WebUI,
+			"health-probe-bind-address": net.JoinHostPort(ip, strconv.Itoa(in.Ports.MachineOperator)),
+			"metrics-bind-address":      "0",
+			"leader-elect":              strconv.FormatBool(len(in.Masters) > 1),
+			// It serves this cluster's Machines; Clusters are the meta cluster's business.
+			"serve-clusters": "false",
+		}
+		files[MachineOperator] = []host.ConfigFile{file("machine-operator.kubeconfig", f.OperatorKubeconfig, 0o600)}
+		if o.CodecKeys != "" {
+			wiring[MachineOperator]["codec-key-file"] = pki("codec-keys")
+			files[MachineOperator] = append(files[MachineOperator], file("codec-keys", o.CodecKeys, 0o600))
+		}
 	}
 
 	var out []host.PackageSpec
 	deps := map[string][]string{}
-	for _, comp := range []string{Etcd, KubeAPIServer, KubeControllerManager, KubeScheduler} {
+	for _, comp := range components {
 		rel := in.Release[comp]
 		args := map[string]string{}
 		for k, v := range rel.Args {
@@ -250,7 +315,7 @@ func Render(in Input) ([]host.PackageSpec, error) {
 			DependsOn:   deps[comp],
 			ConfigFiles: files[comp],
 			Service: &host.ServiceSpec{
-				Name: name, Command: []string{"bin/" + comp}, Args: flags(args), RestartPolicy: "Always",
+				Name: name, Command: []string{binary(comp)}, Args: flags(args), RestartPolicy: "Always",
 			},
 			HealthCheck: health[comp],
 		})
@@ -260,9 +325,18 @@ func Render(in Input) ([]host.PackageSpec, error) {
 		case KubeAPIServer:
 			deps[KubeControllerManager] = []string{name}
 			deps[KubeScheduler] = []string{name}
+			deps[MachineOperator] = []string{name}
 		}
 	}
 	return out, nil
+}
+
+// binary is a component's program inside its artifact (see internal/clustercatalogue).
+func binary(comp string) string {
+	if comp == MachineOperator {
+		return "bin/kok-manager"
+	}
+	return "bin/" + comp
 }
 
 func validate(in Input) error {
@@ -309,16 +383,4 @@ func sortedMasters(ms []Master) []Master {
 	out := append([]Master(nil), ms...)
 	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
 	return out
-}
-
-func uniqueJoin(urls ...string) string {
-	seen := map[string]bool{}
-	var out []string
-	for _, u := range urls {
-		if !seen[u] {
-			seen[u] = true
-			out = append(out, u)
-		}
-	}
-	return strings.Join(out, ",")
 }

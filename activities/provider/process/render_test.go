@@ -52,7 +52,10 @@ func TestRenderOneMaster(t *testing.T) {
 	require.Equal(t, []string{"kc-c1-kube-apiserver"}, sched.DependsOn)
 
 	require.Equal(t, "m1=https://10.0.0.1:2380", flagOf(etcd, "initial-cluster"))
-	require.Equal(t, "https://10.0.0.1:2379,https://127.0.0.1:2379", flagOf(etcd, "listen-client-urls"))
+	require.Equal(t, "https://10.0.0.1:2379", flagOf(etcd, "listen-client-urls"), "bound to the master's address only, so masters share ports")
+	require.Equal(t, "http://10.0.0.1:2381", flagOf(etcd, "listen-metrics-urls"))
+	require.Equal(t, "10.0.0.1", flagOf(kcm, "bind-address"))
+	require.Equal(t, "http://10.0.0.1:2381/health", etcd.HealthCheck.HTTPURL)
 	require.Equal(t, "${KOK_ROOT}/var/lib/kok/clusters/c1/etcd", flagOf(etcd, "data-dir"))
 	require.Equal(t, "https://10.0.0.1:2379", flagOf(api, "etcd-servers"))
 	require.Equal(t, "${KOK_ROOT}/etc/kok/clusters/c1/pki/apiserver.crt", flagOf(api, "tls-cert-file"))
@@ -116,4 +119,53 @@ func TestRenderRefusesBadInput(t *testing.T) {
 			require.EqualError(t, err, tc.want)
 		})
 	}
+}
+
+func TestPortsFor(t *testing.T) {
+	for _, tc := range []struct {
+		port    int
+		want    Ports
+		wantErr string
+	}{
+		{port: 6443, want: StandardPorts},
+		{port: 0, want: StandardPorts},
+		{port: 16443, want: Ports{APIServer: 16443, EtcdClient: 16444, EtcdPeer: 16445, EtcdMetrics: 16446, ControllerManager: 16447, Scheduler: 16448, MachineOperator: 16449}},
+		{port: 65530, wantErr: "at most 65529"},
+	} {
+		got, err := PortsFor(tc.port)
+		if tc.wantErr != "" {
+			require.ErrorContains(t, err, tc.wantErr)
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, tc.want, got)
+	}
+}
+
+func TestRenderMachineOperator(t *testing.T) {
+	in := input(Master{Host: "m1", IP: "10.0.0.1"}, Master{Host: "m2", IP: "10.0.0.2"}, Master{Host: "m3", IP: "10.0.0.3"})
+	in.Release[MachineOperator] = Release{Version: "0.1.0", ArtifactURL: "file:///pkgs/mo.tar.gz", SHA256: strings.Repeat("b", 64), Args: map[string]string{"health-probe-bind-address": ":8081"}}
+	without, err := Render(in)
+	require.NoError(t, err)
+	require.Len(t, without, 4, "no operator config: no machine operator")
+
+	in.Operator = &Operator{TemporalAddress: "temporal:7233", TemporalNamespace: "kok", CodecKeys: "KEYS"}
+	in.Files.OperatorKubeconfig = "KUBECONFIG"
+	pkgs, err := Render(in)
+	require.NoError(t, err)
+	require.Len(t, pkgs, 5)
+	mo := pkgs[4]
+	require.Equal(t, "kc-c1-machine-operator", mo.Name)
+	require.Equal(t, []string{"bin/kok-manager"}, mo.Service.Command)
+	require.Equal(t, []string{"kc-c1-kube-apiserver"}, mo.DependsOn)
+	require.Equal(t, "c1", flagOf(mo, "cluster-name"))
+	require.Equal(t, "10.0.0.1:10260", flagOf(mo, "health-probe-bind-address"), "the wiring beats the release's default port")
+	require.Equal(t, "true", flagOf(mo, "leader-elect"), "three masters run three operators, one leads")
+	require.Equal(t, "false", flagOf(mo, "serve-clusters"))
+	require.Equal(t, "${KOK_ROOT}/etc/kok/clusters/c1/pki/codec-keys", flagOf(mo, "codec-key-file"))
+	require.Len(t, mo.ConfigFiles, 2)
+
+	in.Overrides = map[string]map[string]string{MachineOperator: {"temporal-address": "elsewhere:7233"}}
+	_, err = Render(in)
+	require.ErrorContains(t, err, "--temporal-address is set by kok")
 }
