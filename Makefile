@@ -13,11 +13,11 @@ export GOFLAGS ?= -buildvcs=false
 # Kubernetes and etcd built from source by hack/k8s-bins/<version> (DESIGN.md §8).
 KUBE_VERSION  ?= v1.37.2
 ETCD_VERSION  ?= v3.7.0
-KUBE_VERSIONS ?= $(KUBE_VERSION)
 K8S_BINS      := $(BIN)/k8s/$(KUBE_VERSION)
-# The control-plane catalogue (make cluster-packages) needs two minor versions to upgrade and roll
-# back between; only that target builds the older one, so a cold `make test` does not pay for it.
+# The control-plane catalogue needs two minor versions to upgrade and roll back between; the
+# Cluster lifecycle tests use both, so `make k8s-bins` (and so `make test`) builds both.
 CLUSTER_KUBE_VERSIONS ?= v1.36.3 v1.37.2
+KUBE_VERSIONS ?= $(CLUSTER_KUBE_VERSIONS)
 export KOK_K8S_BINS ?= $(K8S_BINS)
 
 # Tool versions. Bumping one reinstalls it: each lands in bin/tools under a versioned name.

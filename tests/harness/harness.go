@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/internal/codec"
 )
 
 // Options says which parts a test needs besides the API server.
@@ -24,6 +25,9 @@ type Options struct {
 	Manager bool
 	// Agents starts one kok-agent process per host name.
 	Agents []string
+	// Codec encrypts every Temporal payload with a fresh key file (CodecKeyFile), as a real
+	// installation does: kok-manager, the agents and TemporalClient all use it.
+	Codec bool
 }
 
 // Env is what Start brought up. Fields for parts that were not asked for are zero.
@@ -44,10 +48,16 @@ type Env struct {
 	TemporalClient    client.Client
 	TemporalAddress   string
 	TemporalNamespace string
+	// CodecKeyFile is the payload codec's key file ("" without Options.Codec).
+	CodecKeyFile string
 
 	// Manager is the kok-manager process, Agents the kok-agent processes by host name.
 	Manager *Process
 	Agents  map[string]*Process
+	// Addresses are the simulated hosts' service addresses by host name: each host gets its own
+	// loopback address (127.0.0.2, 127.0.0.3, ...), as real hosts have their own IPs, so several
+	// masters on one machine keep the same ports.
+	Addresses map[string]string
 
 	t testing.TB
 }
@@ -83,6 +93,12 @@ func Start(t testing.TB, opts Options) *Env {
 	env := &Env{t: t, Scheme: scheme, Dir: t.TempDir(), Agents: map[string]*Process{}}
 	env.startAPIServer(bins, filepath.Join(root, "crds"))
 
+	if opts.Codec {
+		env.CodecKeyFile = filepath.Join(env.Dir, "codec-keys.json")
+		if err := codec.GenerateKeyFile(env.CodecKeyFile); err != nil {
+			t.Fatalf("harness: codec keys: %v", err)
+		}
+	}
 	if opts.Temporal || opts.Manager || len(opts.Agents) > 0 {
 		env.startTemporal()
 	}
@@ -133,6 +149,13 @@ func (e *Env) startTemporal() {
 		e.t.Cleanup(e.Temporal.Stop)
 	}
 	e.TemporalClient = e.Temporal.GetDefaultClient()
+	if e.CodecKeyFile != "" {
+		keys, err := codec.LoadKeyring(e.CodecKeyFile)
+		if err != nil {
+			e.t.Fatalf("harness: %v", err)
+		}
+		e.TemporalClient = e.Temporal.NewClientWithOptions(client.Options{DataConverter: codec.NewDataConverter(keys)})
+	}
 	e.TemporalAddress = e.Temporal.GetFrontendHostPort()
 	e.TemporalNamespace = e.Temporal.GetDefaultNamespace()
 }

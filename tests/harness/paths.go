@@ -68,3 +68,17 @@ func checkK8sBins(dir string) error {
 	}
 	return nil
 }
+
+// K8sBinDirFor is where the binaries of another Kubernetes release live (bin/k8s/<version>,
+// beside K8sBinDir), for the cluster catalogue's second release.
+func K8sBinDirFor(version string) (string, error) {
+	dir, err := K8sBinDir()
+	if err != nil {
+		return "", err
+	}
+	dir = filepath.Join(filepath.Dir(dir), version)
+	if err := checkK8sBins(dir); err != nil {
+		return "", fmt.Errorf("%w (for %s: `make k8s-bins` builds every version in KUBE_VERSIONS)", err, version)
+	}
+	return dir, nil
+}

@@ -181,6 +181,9 @@ func (e *Env) StartManager(extraArgs ...string) *Process {
 		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(FreePort(e.t)),
 		"--leader-elect=false",
 	}, extraArgs...)
+	if e.CodecKeyFile != "" {
+		args = append(args, "--codec-key-file", e.CodecKeyFile)
+	}
 	p := e.NewProcess("kok-manager", "kok-manager", args...)
 	p.Start()
 	return p
@@ -208,14 +211,27 @@ func (e *Env) StartAgent(host string, extraArgs ...string) *Process {
 	if err := os.WriteFile(dst, kubeconfig, 0o600); err != nil {
 		e.t.Fatalf("harness: %v", err)
 	}
+	addr, ok := e.Addresses[host]
+	if !ok {
+		if e.Addresses == nil {
+			e.Addresses = map[string]string{}
+		}
+		// 127.0.0.1 stays the meta cluster's; hosts of one test take the next ones.
+		addr = fmt.Sprintf("127.0.0.%d", len(e.Addresses)+2)
+		e.Addresses[host] = addr
+	}
 	args := append([]string{
 		"--host", host,
+		"--address", addr,
 		"--simulate",
 		"--root", e.HostRoot(host),
 		"--temporal-address", e.TemporalAddress,
 		"--temporal-namespace", e.TemporalNamespace,
 		"--metrics-bind-address", "127.0.0.1:0",
 	}, extraArgs...)
+	if e.CodecKeyFile != "" {
+		args = append(args, "--codec-key-file", e.CodecKeyFile)
+	}
 	p := e.NewProcess("kok-agent-"+host, "kok-agent", args...)
 	p.Start()
 	return p
