@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"kok.dev/internal/cli/clusters"
 	"kok.dev/internal/cli/codecserver"
 	"kok.dev/internal/cli/describe"
 	"kok.dev/internal/cli/dev"
@@ -30,8 +31,10 @@ Start here:
 	}
 	root.AddCommand(
 		dev.NewCommand(),
-		get.NewCommand(machines.NewGetCommand),
-		describe.NewCommand(machines.NewDescribeCommand),
+		get.NewCommand(machines.NewGetCommand, clusters.NewGetCommand),
+		describe.NewCommand(machines.NewDescribeCommand, clusters.NewDescribeCommand),
+		clusters.NewClusterCommand(),
+		clusters.NewKubeconfigCommand(),
 		codecserver.NewCommand(),
 		codecserver.NewKeyCommand(),
 		newVersionCommand(),

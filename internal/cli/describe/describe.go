@@ -16,6 +16,7 @@ kok observed, its conditions, its recent Kubernetes Events and the Temporal work
 its changes, with the Web UI link. The cluster is the one --kubeconfig and --context choose
 ($KUBECONFIG or ~/.kube/config when not set).`,
 		Example: `  kok describe machine worker-1
-  kok describe machine worker-1 --kubeconfig .kok/dev/meta.kubeconfig`,
+  kok describe machine worker-1 --kubeconfig .kok/dev/meta.kubeconfig
+  kok describe cluster prod-eu`,
 	}, resources...)
 }

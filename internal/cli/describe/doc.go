@@ -1,3 +1,3 @@
 // Package describe holds the `kok describe` verb. It only assembles: each kind's package
-// (machines, ...) supplies its own `kok describe <resource>` subcommand.
+// (machines, clusters, ...) supplies its own `kok describe <resource>` subcommand.
 package describe

@@ -15,6 +15,7 @@ func NewCommand(resources ...kubeflags.NewResourceCommand) *cobra.Command {
 -o wide, whole objects with -o yaml or -o json. The cluster is the one --kubeconfig and
 --context choose ($KUBECONFIG or ~/.kube/config when not set).`,
 		Example: `  kok get machines
-  kok get machines -o wide --kubeconfig .kok/dev/meta.kubeconfig`,
+  kok get machines -o wide --kubeconfig .kok/dev/meta.kubeconfig
+  kok get clusters`,
 	}, resources...)
 }

@@ -2,7 +2,6 @@ package machines
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,18 +16,10 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/internal/cli/kubeflags"
-)
-
-// Output formats of `kok get machines`; the empty format is the table.
-const (
-	outputWide = "wide"
-	outputYAML = "yaml"
-	outputJSON = "json"
-	outputName = "name"
+	"kok.dev/internal/cli/render"
 )
 
 // qualifiedResource is the resource.group that `-o name` prints, as kubectl does.
@@ -49,10 +40,8 @@ kok describe machine NAME shows one Machine in detail.`,
   kok get machines worker-1 worker-2 -o wide
   kok get machines -l pool=gpu -o yaml`,
 		RunE: func(cmd *cobra.Command, names []string) error {
-			switch output {
-			case "", outputWide, outputYAML, outputJSON, outputName:
-			default:
-				return fmt.Errorf("unknown output format %q: use -o wide, yaml, json or name (or leave -o out for the table)", output)
+			if err := render.CheckOutput(output); err != nil {
+				return err
 			}
 			if selector != "" && len(names) > 0 {
 				return errors.New("name machines or select them with -l, not both")
@@ -125,22 +114,20 @@ func sortByName(ms []kokv1.Machine) {
 // yaml and json print it alone rather than in a List. "No resources found." goes to errOut, as
 // kubectl does, so that scripts reading out see nothing.
 func printMachines(out, errOut io.Writer, ms []kokv1.Machine, format string, single bool, now time.Time) error {
+	ptrs := make([]*kokv1.Machine, len(ms))
+	for i := range ms {
+		ptrs[i] = &ms[i]
+	}
 	switch format {
-	case outputYAML, outputJSON:
-		return printObjects(out, ms, format, single)
-	case outputName:
-		for _, m := range ms {
-			if _, err := fmt.Fprintf(out, "%s/%s\n", qualifiedResource, m.Name); err != nil {
-				return err
-			}
-		}
-		return nil
+	case render.OutputYAML, render.OutputJSON:
+		return render.Objects(out, "Machine", ptrs, format, single)
+	case render.OutputName:
+		return render.Names(out, qualifiedResource, ptrs)
 	}
 	if len(ms) == 0 {
-		_, err := fmt.Fprintln(errOut, "No resources found.")
-		return err
+		return render.NoResources(errOut)
 	}
-	return printTable(out, ms, format == outputWide, now)
+	return printTable(out, ms, format == render.OutputWide, now)
 }
 
 // printTable writes the kubectl-like table of ms.
@@ -153,10 +140,10 @@ func printTable(out io.Writer, ms []kokv1.Machine, wide bool, now time.Time) err
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
 	for i := range ms {
 		m := &ms[i]
-		row := []string{m.Name, cell(string(m.Status.Phase), none), cell(m.Status.Versions, none),
-			fmt.Sprint(m.Status.Schedulable), age(m.CreationTimestamp, now)}
+		row := []string{m.Name, render.Cell(string(m.Status.Phase), render.None), render.Cell(m.Status.Versions, render.None),
+			fmt.Sprint(m.Status.Schedulable), render.Age(m.CreationTimestamp, now)}
 		if wide {
-			row = append(row, m.HostName(), osKernel(m.Status.Host), workflowLink(m.Status.Workflow))
+			row = append(row, m.HostName(), osKernel(m.Status.Host), render.WorkflowLink(m.Status.Workflow))
 		}
 		fmt.Fprintln(tw, strings.Join(row, "\t"))
 	}
@@ -165,56 +152,7 @@ func printTable(out io.Writer, ms []kokv1.Machine, wide bool, now time.Time) err
 
 func osKernel(h *kokv1.HostFacts) string {
 	if h == nil || (h.OS == "" && h.Kernel == "") {
-		return none
+		return render.None
 	}
-	return cell(h.OS, "<unknown>") + "/" + cell(h.Kernel, "<unknown>")
-}
-
-// workflowLink is the best handle on a Machine's workflow: the Web UI link, or the ID when the
-// manager has no Web UI to link to.
-func workflowLink(w *kokv1.WorkflowRef) string {
-	switch {
-	case w == nil:
-		return none
-	case w.URL != "":
-		return w.URL
-	default:
-		return cell(w.ID, none)
-	}
-}
-
-// list is the List kubectl prints for several objects, so the output can be applied again.
-type list struct {
-	APIVersion string          `json:"apiVersion"`
-	Kind       string          `json:"kind"`
-	Items      []kokv1.Machine `json:"items"`
-}
-
-func printObjects(out io.Writer, ms []kokv1.Machine, format string, single bool) error {
-	items := make([]kokv1.Machine, len(ms))
-	for i := range ms {
-		items[i] = *ms[i].DeepCopy()
-		// The client drops type information from decoded objects; the printed ones need it.
-		items[i].APIVersion = kokv1.SchemeGroupVersion.String()
-		items[i].Kind = "Machine"
-		// Server bookkeeping nobody reads here, as kubectl hides it by default.
-		items[i].ManagedFields = nil
-	}
-	var v any = list{APIVersion: "v1", Kind: "List", Items: items}
-	if single && len(items) == 1 {
-		v = items[0]
-	}
-	var b []byte
-	var err error
-	if format == outputJSON {
-		b, err = json.MarshalIndent(v, "", "    ")
-		b = append(b, '\n')
-	} else {
-		b, err = yaml.Marshal(v)
-	}
-	if err != nil {
-		return fmt.Errorf("encode machines as %s: %w", format, err)
-	}
-	_, err = out.Write(b)
-	return err
+	return render.Cell(h.OS, "<unknown>") + "/" + render.Cell(h.Kernel, "<unknown>")
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/internal/cli/render"
 )
 
 var now = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -215,7 +216,7 @@ w3     Ready          containerd=1.7.2,kubelet=v1.37.2   true          90s
 	require.Empty(t, errOut.String())
 
 	out.Reset()
-	require.NoError(t, printMachines(&out, &errOut, ms, outputWide, false, now))
+	require.NoError(t, printMachines(&out, &errOut, ms, render.OutputWide, false, now))
 	require.Equal(t, `NAME   PHASE          VERSIONS                           SCHEDULABLE   AGE    HOST     OS/KERNEL                            WORKFLOW
 w1     Provisioning   containerd=1.7.2                   false         120m   w1       Debian GNU/Linux 13/6.12.0-1-amd64   http://127.0.0.1:8233/namespaces/kok-test/workflows/machine%2Flocal%2Fw1
 w2     <none>         <none>                             false         3d     host-2   <none>                               <none>
@@ -223,7 +224,7 @@ w3     Ready          containerd=1.7.2,kubelet=v1.37.2   true          90s    w3
 `, out.String())
 
 	out.Reset()
-	require.NoError(t, printMachines(&out, &errOut, ms, outputName, false, now))
+	require.NoError(t, printMachines(&out, &errOut, ms, render.OutputName, false, now))
 	require.Equal(t, "machine.kok.dev/w1\nmachine.kok.dev/w2\nmachine.kok.dev/w3\n", out.String())
 
 	out.Reset()
@@ -242,7 +243,7 @@ func TestGetObjects(t *testing.T) {
 		Status: kokv1.MachineStatus{Phase: kokv1.MachineReady},
 	}
 	var out bytes.Buffer
-	require.NoError(t, printMachines(&out, nil, []kokv1.Machine{m}, outputYAML, true, now))
+	require.NoError(t, printMachines(&out, nil, []kokv1.Machine{m}, render.OutputYAML, true, now))
 	require.Equal(t, `apiVersion: kok.dev/v1alpha1
 kind: Machine
 metadata:
@@ -258,7 +259,7 @@ status:
 `, out.String())
 
 	out.Reset()
-	require.NoError(t, printMachines(&out, nil, []kokv1.Machine{m}, outputJSON, false, now))
+	require.NoError(t, printMachines(&out, nil, []kokv1.Machine{m}, render.OutputJSON, false, now))
 	require.Equal(t, `{
     "apiVersion": "v1",
     "kind": "List",
@@ -288,18 +289,6 @@ status:
 `, out.String())
 
 	out.Reset()
-	require.NoError(t, printMachines(&out, nil, nil, outputYAML, false, now))
+	require.NoError(t, printMachines(&out, nil, nil, render.OutputYAML, false, now))
 	require.Equal(t, "apiVersion: v1\nitems: []\nkind: List\n", out.String())
-}
-
-func TestTemporalNamespaceFromWebUILink(t *testing.T) {
-	for link, want := range map[string]string{
-		"": "kok",
-		"http://127.0.0.1:8233/namespaces/prod%2Deu/workflows/machine%2Fa%2Fb":     "prod-eu",
-		"https://ui.example/temporal/namespaces/ns1/workflows/machine%2Fa%2Fb/run": "ns1",
-		"http://ui.example/other/path":                                             "kok",
-		"::bad":                                                                    "kok",
-	} {
-		require.Equal(t, want, temporalNamespace(link), link)
-	}
 }
