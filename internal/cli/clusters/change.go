@@ -139,7 +139,7 @@ func rollbackTarget(c *kokv1.Cluster) (version, why string, err error) {
 		if st.CurrentPackageVersion == "" {
 			return "", "", fmt.Errorf("cluster %q has no version to roll back to: it is being created at %s and runs no version yet", c.Name, st.TargetPackageVersion)
 		}
-		return st.CurrentPackageVersion, fmt.Sprintf("the version it is moving from to %s", st.TargetPackageVersion), nil
+		return st.CurrentPackageVersion, fmt.Sprintf("the version it ran before the move to %s in flight", st.TargetPackageVersion), nil
 	}
 	if st.PreviousPackageVersion != "" {
 		return st.PreviousPackageVersion, "the version it ran before", nil

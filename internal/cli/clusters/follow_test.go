@@ -185,7 +185,7 @@ func TestRollbackTarget(t *testing.T) {
 		{name: "after an upgrade", status: kokv1.ClusterStatus{CurrentPackageVersion: "b", PreviousPackageVersion: "a"},
 			version: "a", why: "the version it ran before"},
 		{name: "during an upgrade", status: kokv1.ClusterStatus{CurrentPackageVersion: "b", PreviousPackageVersion: "a", TargetPackageVersion: "c"},
-			version: "b", why: "the version it is moving from to c"},
+			version: "b", why: "the version it ran before the move to c in flight"},
 		{name: "target equal to current is no operation", status: kokv1.ClusterStatus{CurrentPackageVersion: "b", PreviousPackageVersion: "a", TargetPackageVersion: "b"},
 			version: "a", why: "the version it ran before"},
 		{name: "during the create", status: kokv1.ClusterStatus{TargetPackageVersion: "a"},
