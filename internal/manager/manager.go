@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
@@ -14,12 +15,15 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/internal/tclient"
+	clusterwatcher "kok.dev/watchers/cluster"
 	machinewatcher "kok.dev/watchers/machine"
 	"kok.dev/workers"
 	controlworker "kok.dev/workers/control"
@@ -32,6 +36,7 @@ type Options struct {
 	LeaderElect             bool
 	LeaderElectionNamespace string
 	ClusterName             string
+	ServeClusters           bool
 	WebUI                   string
 	Temporal                tclient.Options
 	Zap                     zap.Options
@@ -44,6 +49,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect one leader among replicas to run the watchers (workers run on every replica).")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "kok-system", "Namespace of the leader-election Lease.")
 	fs.StringVar(&o.ClusterName, "cluster-name", "local", "Name of the cluster this manager's kubeconfig points at. It serves that cluster's Machines and the control activities of task queue kok-cluster-<name>; it is part of every workflow ID.")
+	fs.BoolVar(&o.ServeClusters, "serve-clusters", true, "Serve the Cluster objects of this API server (a meta cluster): run their workflows' activities and watch them. A business cluster's machine operator runs with false.")
 	fs.StringVar(&o.WebUI, "temporal-ui-url", "http://127.0.0.1:8233", "Base URL of the Temporal Web UI, for the workflow links written into status; empty leaves them out.")
 	o.Temporal.AddFlags(fs)
 	gofs := flag.NewFlagSet("", flag.ContinueOnError)
@@ -107,7 +113,17 @@ func Run(ctx context.Context, o Options) error {
 	control := worker.New(tc, workers.ControlTaskQueue, worker.Options{})
 	controlworker.RegisterWorkflows(control)
 	cluster := worker.New(tc, workers.ClusterTaskQueue(o.ClusterName), worker.Options{})
-	controlworker.RegisterClusterActivities(cluster, controlworker.Deps{Kube: mgr.GetClient()})
+	deps := controlworker.Deps{Kube: mgr.GetClient()}
+	if o.ServeClusters {
+		if deps.Direct, err = ctrlclient.New(cfg, ctrlclient.Options{Scheme: scheme}); err != nil {
+			return fmt.Errorf("direct client: %w", err)
+		}
+		if deps.Operator, err = operatorConfig(o); err != nil {
+			return err
+		}
+		controlworker.RegisterMetaActivities(cluster, deps)
+	}
+	controlworker.RegisterClusterActivities(cluster, deps)
 	for _, w := range []worker.Worker{control, cluster} {
 		if err := mgr.Add(&workerRunnable{w: w}); err != nil {
 			return err
@@ -120,6 +136,13 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("set up machine watcher: %w", err)
 	}
 
+	if o.ServeClusters {
+		if err := (&clusterwatcher.Reconciler{
+			Client: mgr.GetClient(), Temporal: tc, MetaCluster: o.ClusterName, WebUI: o.WebUI, Namespace: o.Temporal.Namespace,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("set up cluster watcher: %w", err)
+		}
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -130,6 +153,21 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("starting kok-manager", "cluster", o.ClusterName, "taskQueues", []string{workers.ControlTaskQueue, workers.ClusterTaskQueue(o.ClusterName)}, "temporal", o.Temporal.Address, "namespace", o.Temporal.Namespace)
 	return mgr.Start(ctx)
+}
+
+// operatorConfig is how the machine operators this manager puts into new clusters reach
+// Temporal: the same server and namespace, and the same codec keys (every process of one
+// system must encrypt payloads alike).
+func operatorConfig(o Options) (process.Operator, error) {
+	op := process.Operator{TemporalAddress: o.Temporal.Address, TemporalNamespace: o.Temporal.Namespace, WebUI: o.WebUI}
+	if o.Temporal.CodecKeyFile != "" {
+		keys, err := os.ReadFile(o.Temporal.CodecKeyFile)
+		if err != nil {
+			return op, fmt.Errorf("read --codec-key-file for the machine operators: %w", err)
+		}
+		op.CodecKeys = string(keys)
+	}
+	return op, nil
 }
 
 func temporalCheck(tc client.Client) healthz.Checker {

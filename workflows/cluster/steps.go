@@ -1,0 +1,348 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"kok.dev/activities/controlplane"
+	"kok.dev/activities/host"
+	"kok.dev/activities/provider/process"
+	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/workers"
+)
+
+// Timeouts and retries, each named for why it is what it is.
+var (
+	// metaRetry: meta-cluster calls are short and retried for as long as it takes (a manager
+	// restart, an API server blip); the pending activity shows in the Web UI meanwhile.
+	metaRetry = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 15 * time.Second}
+	// installTimeout bounds one component's install or upgrade on a master, health check
+	// included; the agent heartbeats, so a killed agent is noticed after installHeartbeat.
+	installTimeout   = 10 * time.Minute
+	installHeartbeat = time.Minute
+	// hostRetry: a host call is retried a few times (an agent restart), never forever: a
+	// master that cannot install is a failed step the operation must handle.
+	hostRetry = &temporal.RetryPolicy{
+		InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 4,
+		NonRetryableErrorTypes: []string{host.ErrTypeBadSpec, host.ErrTypeChecksumMismatch, host.ErrTypeInstallFailed, host.ErrTypeNotInstalled},
+	}
+	// agentScheduleToStart: a host task not picked up within this is an agent that is down.
+	agentScheduleToStart = 2 * time.Minute
+	// pollEvery is how often a health gate looks again.
+	pollEvery = 2 * time.Second
+	// maxPasses: continue-as-new after this many entity passes.
+	maxPasses = 200
+)
+
+var (
+	cpActs   *controlplane.Activities
+	hostActs *host.Activities
+)
+
+// op is what every step of every operation needs: the contexts to call with, the cluster, its
+// state and the status report the steps keep current.
+type op struct {
+	cluster string
+	meta    string
+	s       *State
+	// view is the last read of the Cluster.
+	view controlplane.ClusterView
+	// reconcile delivers the entity's (or, in a child, the forwarded) reconcile signals.
+	reconcile workflow.ReceiveChannel
+}
+
+func (o *op) metaCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue: workers.ClusterTaskQueue(o.meta), StartToCloseTimeout: time.Minute, RetryPolicy: metaRetry,
+	})
+}
+
+func hostCtx(ctx workflow.Context, h string, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue: workers.HostTaskQueue(h), ScheduleToStartTimeout: agentScheduleToStart,
+		StartToCloseTimeout: timeout, HeartbeatTimeout: installHeartbeat, RetryPolicy: hostRetry,
+	})
+}
+
+// read reads the Cluster and caches its releases.
+func (o *op) read(ctx workflow.Context) error {
+	var v controlplane.ClusterView
+	if err := workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.ReadCluster, controlplane.ReadClusterParams{Name: o.cluster}).Get(ctx, &v); err != nil {
+		return err
+	}
+	o.view = v
+	if o.s.Releases == nil {
+		o.s.Releases = map[string]controlplane.Release{}
+	}
+	for _, r := range []*controlplane.Release{v.Target, v.Current} {
+		if r != nil && r.Components != nil {
+			o.s.Releases[r.Name] = *r
+		}
+	}
+	return nil
+}
+
+// report writes the status: phase, the operation (nil: none), and conditions.
+func (o *op) report(ctx workflow.Context, phase kokv1.ClusterPhase, operation *controlplane.OperationReport, conds ...controlplane.ConditionReport) error {
+	r := &o.s.Report
+	r.Name = o.cluster
+	r.Now = workflow.Now(ctx)
+	r.Phase = string(phase)
+	r.Operation = operation
+	if o.view.Generation > r.ObservedGeneration {
+		r.ObservedGeneration = o.view.Generation
+	}
+	r.Conditions = conds
+	r.RecentAutoRecoveries = recentRecoveries(r.Now, o.s.Recoveries, o.view.RecoveryWindow)
+	return workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.ReportClusterStatus, *r).Get(ctx, nil)
+}
+
+// event records an Event on the Cluster; failing to is not a reason to stop.
+func (o *op) event(ctx workflow.Context, warning bool, reason, format string, args ...any) {
+	_ = workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.RecordClusterEvent, controlplane.ClusterEventParams{
+		Name: o.cluster, Warning: warning, Reason: reason, Message: fmt.Sprintf(format, args...), Now: workflow.Now(ctx),
+	}).Get(ctx, nil)
+}
+
+// render returns one master's packages as Running says it runs them.
+func (o *op) render(ctx workflow.Context, h string) (map[string]host.PackageSpec, error) {
+	var specs []host.PackageSpec
+	err := workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.RenderMaster, controlplane.RenderMasterParams{
+		Cluster: o.cluster, Masters: o.s.Masters, Host: h, Releases: o.s.Running[h], Ports: o.s.Ports,
+	}).Get(ctx, &specs)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]host.PackageSpec{}
+	for _, sp := range specs {
+		out[componentOf(o.cluster, sp.Name)] = sp
+	}
+	return out, nil
+}
+
+func componentOf(cluster, pkg string) string {
+	return pkg[len(process.PackageName(cluster, "")):]
+}
+
+// ensure installs (or upgrades, or repairs) one component on one master.
+func (o *op) ensure(ctx workflow.Context, h string, spec host.PackageSpec) workflow.Future {
+	return workflow.ExecuteActivity(hostCtx(ctx, h, installTimeout), hostActs.EnsurePackage, host.EnsurePackageParams{Spec: spec})
+}
+
+// ensureOnAll runs comp on every master at once (etcd members of a new cluster must start
+// together to form their quorum) and returns the first failure.
+func (o *op) ensureOnAll(ctx workflow.Context, comp string, specs map[string]map[string]host.PackageSpec) error {
+	var futures []workflow.Future
+	var hosts []string
+	for _, m := range o.s.Masters {
+		sp, ok := specs[m.Host][comp]
+		if !ok {
+			continue
+		}
+		futures = append(futures, o.ensure(ctx, m.Host, sp))
+		hosts = append(hosts, m.Host)
+	}
+	var errs []error
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			errs = append(errs, fmt.Errorf("%s on %s: %w", comp, hosts[i], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// check asks every master's kube-apiserver how it is.
+func (o *op) check(ctx workflow.Context, masters []process.Master) (map[string]controlplane.MasterCheck, error) {
+	var res controlplane.CheckResult
+	if err := workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.CheckControlPlane, controlplane.CheckParams{
+		Cluster: o.cluster, Masters: masters, Port: o.s.Ports.APIServer,
+	}).Get(ctx, &res); err != nil {
+		return nil, err
+	}
+	out := map[string]controlplane.MasterCheck{}
+	for _, c := range res.Masters {
+		out[c.Host] = c
+	}
+	return out, nil
+}
+
+// facts asks each master's agent what it runs; a master whose agent does not answer is
+// reported as such, not as an error.
+func (o *op) facts(ctx workflow.Context) map[string]*host.FactsResult {
+	futures := map[string]workflow.Future{}
+	for _, m := range o.s.Masters {
+		c := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue: workers.HostTaskQueue(m.Host), ScheduleToStartTimeout: 30 * time.Second,
+			StartToCloseTimeout: 30 * time.Second, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
+		})
+		futures[m.Host] = workflow.ExecuteActivity(c, hostActs.Facts)
+	}
+	out := map[string]*host.FactsResult{}
+	for _, m := range o.s.Masters {
+		var f host.FactsResult
+		if futures[m.Host].Get(ctx, &f) == nil {
+			out[m.Host] = &f
+		}
+	}
+	return out
+}
+
+// waitReady polls masters until each kube-apiserver is ready at gitVersion (any version when
+// empty), or timeout passes; the error says which master failed and how.
+func (o *op) waitReady(ctx workflow.Context, masters []process.Master, gitVersion string, timeout time.Duration) error {
+	deadline := workflow.Now(ctx).Add(timeout)
+	for {
+		checks, err := o.check(ctx, masters)
+		if err != nil {
+			return err
+		}
+		var why []string
+		for _, m := range masters {
+			c := checks[m.Host]
+			switch {
+			case !c.Ready:
+				why = append(why, fmt.Sprintf("%s: %s", m.Host, c.Why))
+			case gitVersion != "" && c.GitVersion != gitVersion:
+				why = append(why, fmt.Sprintf("%s: kube-apiserver is at %s, not %s", m.Host, c.GitVersion, gitVersion))
+			}
+		}
+		if len(why) == 0 {
+			return nil
+		}
+		if !workflow.Now(ctx).Before(deadline) {
+			return fmt.Errorf("not healthy within %s: %v", timeout, why)
+		}
+		if err := workflow.Sleep(ctx, pollEvery); err != nil {
+			return err
+		}
+	}
+}
+
+// masterReports builds status.masters from Running, checks and facts.
+func (o *op) masterReports(checks map[string]controlplane.MasterCheck, facts map[string]*host.FactsResult, phase map[string]kokv1.MasterPhase) []controlplane.MasterReport {
+	var out []controlplane.MasterReport
+	for _, m := range o.s.Masters {
+		running := map[string]host.InstalledPackage{}
+		if f := facts[m.Host]; f != nil {
+			for _, ip := range f.Installed {
+				running[componentOf(o.cluster, ip.Name)] = ip
+			}
+		}
+		c, checked := checks[m.Host]
+		mr := controlplane.MasterReport{Host: m.Host, Ready: true}
+		for _, comp := range components {
+			rel, ok := o.s.Running[m.Host][comp]
+			if !ok {
+				continue
+			}
+			cr := controlplane.ComponentReport{Name: comp, Version: o.s.Releases[rel].Components[comp], Ready: true}
+			switch ip, ok := running[comp]; {
+			case facts[m.Host] == nil:
+				cr.Ready, cr.Message = false, fmt.Sprintf("the agent of %s did not answer", m.Host)
+			case !ok:
+				cr.Ready, cr.Message = false, "not installed"
+			case !ip.ServiceRunning:
+				cr.Ready, cr.Message = false, "process not running"
+			default:
+				cr.Version = ip.Version
+			}
+			if comp == KubeAPIServer && checked && !c.Ready {
+				cr.Ready, cr.Message = false, c.Why
+			}
+			mr.Ready = mr.Ready && cr.Ready
+			mr.Components = append(mr.Components, cr)
+		}
+		mr.Phase = string(kokv1.MasterRunning)
+		if !mr.Ready {
+			mr.Phase = string(kokv1.MasterUnhealthy)
+		}
+		if p, ok := phase[m.Host]; ok {
+			mr.Phase = string(p)
+		}
+		out = append(out, mr)
+	}
+	return out
+}
+
+// Endpoint is the cluster's API URL: the control-plane endpoint when one is declared (a bare
+// host gets the API server port), else the first master.
+func Endpoint(controlPlaneEndpoint string, masters []process.Master, port int) string {
+	if controlPlaneEndpoint != "" {
+		if _, _, err := net.SplitHostPort(controlPlaneEndpoint); err == nil {
+			return "https://" + controlPlaneEndpoint
+		}
+		return "https://" + net.JoinHostPort(controlPlaneEndpoint, strconv.Itoa(port))
+	}
+	if len(masters) == 0 {
+		return ""
+	}
+	return "https://" + net.JoinHostPort(masters[0].IP, strconv.Itoa(port))
+}
+
+// ServiceIP is the first address of the service CIDR: the `kubernetes` Service's VIP.
+func ServiceIP(cidr string) (string, error) {
+	_, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return "", err
+	}
+	ip := append(net.IP(nil), n.IP...)
+	for i := len(ip) - 1; i >= 0; i-- {
+		ip[i]++
+		if ip[i] != 0 {
+			break
+		}
+	}
+	return ip.String(), nil
+}
+
+func recentRecoveries(now time.Time, recoveries []time.Time, window time.Duration) int {
+	n := 0
+	for _, t := range recoveries {
+		if now.Sub(t) < window {
+			n++
+		}
+	}
+	return n
+}
+
+func condition(typ string, status bool, reason, format string, args ...any) controlplane.ConditionReport {
+	return controlplane.ConditionReport{Type: typ, Status: status, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// errSuperseded stops an operation whose Cluster is being deleted.
+var errSuperseded = errors.New("the cluster is being deleted")
+
+// checkpoint is the boundary between two steps: it reads the Cluster again, holds while
+// spec.paused is set (status says Paused, the operation in flight stays recorded), and tells
+// the operation to stop when the Cluster is being deleted.
+func (o *op) checkpoint(ctx workflow.Context) (stop bool, err error) {
+	for {
+		if err := o.read(ctx); err != nil {
+			return false, err
+		}
+		if !o.view.Found || o.view.Deleting {
+			return true, nil
+		}
+		if !o.view.Paused {
+			return false, nil
+		}
+		if err := o.report(ctx, kokv1.ClusterPaused, o.s.Report.Operation,
+			condition("Progressing", false, "Paused", "spec.paused is set: the operation holds before its next step")); err != nil {
+			return false, err
+		}
+		o.reconcile.Receive(ctx, nil)
+		drain(o.reconcile)
+	}
+}
+
+// drain empties a signal channel: many signals in a row are one wake-up.
+func drain(ch workflow.ReceiveChannel) {
+	for ch.ReceiveAsync(nil) {
+	}
+}
