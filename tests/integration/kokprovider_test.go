@@ -43,55 +43,7 @@ func TestKokProviderControlPlane(t *testing.T) {
 	ctx := context.Background()
 	c := env.Client
 
-	// The parts of a meta cluster that envtest leaves out.
-	procs := []*kpProcess{
-		kpStart(t, env.Dir, "kube-controller-manager", tools.controllerManager,
-			"--kubeconfig="+env.Kubeconfig, "--leader-elect=false", "--secure-port=0",
-			"--controllers=deployment-controller,replicaset-controller,statefulset-controller,garbage-collector-controller,serviceaccount-controller"),
-		kpStart(t, env.Dir, "kube-scheduler", tools.scheduler,
-			"--kubeconfig="+env.Kubeconfig, "--leader-elect=false", "--secure-port=0"),
-		kpStart(t, env.Dir, "kwok", tools.kwok,
-			"--kubeconfig="+env.Kubeconfig, "--config="+strings.Join(kpKwokConfig(t, env.Dir), ","),
-			"--server-address=127.0.0.1:"+strconv.Itoa(harness.FreePort(t))),
-	}
-	eventually := func(timeout time.Duration, cond func(ctx context.Context) error) {
-		t.Helper()
-		harness.Eventually(t, timeout, func(ctx context.Context) error {
-			for _, p := range procs {
-				p.requireRunning(t)
-			}
-			return cond(ctx)
-		})
-	}
-	for i := 1; i <= 3; i++ {
-		name := fmt.Sprintf("meta-%d", i)
-		require.NoError(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Labels:      map[string]string{corev1.LabelHostname: name},
-			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
-		}}))
-	}
-	eventually(20*time.Second, func(ctx context.Context) error {
-		var nodes corev1.NodeList
-		if err := c.List(ctx, &nodes); err != nil {
-			return err
-		}
-		for _, n := range nodes.Items {
-			if readyStatus(n) != corev1.ConditionTrue {
-				return fmt.Errorf("node %s is not Ready yet", n.Name)
-			}
-			// The API server taints new nodes not-ready; the node lifecycle controller, which
-			// this meta cluster does not run (it would want leases kwok does not renew here),
-			// lifts the taint once they are Ready. The test does it.
-			if len(n.Spec.Taints) > 0 {
-				n.Spec.Taints = nil
-				if err := c.Update(ctx, &n); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
+	eventually := kpStartMeta(t, env, tools)
 
 	// Two releases: what differs is only the images (fake digests: kwok pulls nothing).
 	for _, v := range []struct{ name, hex string }{{"v1.36.3", "a"}, {"v1.37.2", "b"}} {
@@ -239,6 +191,65 @@ func TestKokProviderControlPlane(t *testing.T) {
 	require.NoError(t, c.List(ctx, &secrets, client.InNamespace("kok-cluster-c1"), client.HasLabels{pki.LabelPKI}))
 	require.Len(t, secrets.Items, len(pkiRes.Secrets), "the PKI is not the provider's to delete")
 	t.Logf("whole test %s", time.Since(began).Round(time.Millisecond))
+}
+
+// kpStartMeta adds to envtest what a meta cluster needs to run workloads: the real
+// kube-controller-manager and kube-scheduler, and kwok playing three Ready nodes. The returned
+// poll also fails at once when one of those processes died.
+func kpStartMeta(t *testing.T, env *harness.Env, tools kpToolPaths) func(time.Duration, func(context.Context) error) {
+	ctx := context.Background()
+	c := env.Client
+	// The parts of a meta cluster that envtest leaves out.
+	procs := []*kpProcess{
+		kpStart(t, env.Dir, "kube-controller-manager", tools.controllerManager,
+			"--kubeconfig="+env.Kubeconfig, "--leader-elect=false", "--secure-port=0",
+			"--controllers=deployment-controller,replicaset-controller,statefulset-controller,garbage-collector-controller,serviceaccount-controller"),
+		kpStart(t, env.Dir, "kube-scheduler", tools.scheduler,
+			"--kubeconfig="+env.Kubeconfig, "--leader-elect=false", "--secure-port=0"),
+		kpStart(t, env.Dir, "kwok", tools.kwok,
+			"--kubeconfig="+env.Kubeconfig, "--config="+strings.Join(kpKwokConfig(t, env.Dir), ","),
+			"--server-address=127.0.0.1:"+strconv.Itoa(harness.FreePort(t))),
+	}
+	eventually := func(timeout time.Duration, cond func(ctx context.Context) error) {
+		t.Helper()
+		harness.Eventually(t, timeout, func(ctx context.Context) error {
+			for _, p := range procs {
+				p.requireRunning(t)
+			}
+			return cond(ctx)
+		})
+	}
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("meta-%d", i)
+		require.NoError(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Labels:      map[string]string{corev1.LabelHostname: name},
+			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
+		}}))
+	}
+	eventually(20*time.Second, func(ctx context.Context) error {
+		var nodes corev1.NodeList
+		if err := c.List(ctx, &nodes); err != nil {
+			return err
+		}
+		for _, n := range nodes.Items {
+			if readyStatus(n) != corev1.ConditionTrue {
+				return fmt.Errorf("node %s is not Ready yet", n.Name)
+			}
+			// The API server taints new nodes not-ready; the node lifecycle controller, which
+			// this meta cluster does not run (it would want leases kwok does not renew here),
+			// lifts the taint once they are Ready. The test does it.
+			if len(n.Spec.Taints) > 0 {
+				n.Spec.Taints = nil
+				if err := c.Update(ctx, &n); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+
+	return eventually
 }
 
 // kpPendingPods describes the pods of namespace ns that are not ready, for a failure message.

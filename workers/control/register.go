@@ -8,6 +8,7 @@ import (
 	"kok.dev/activities/controlplane"
 	"kok.dev/activities/kube"
 	pkiacts "kok.dev/activities/pki"
+	hosted "kok.dev/activities/provider/kok"
 	"kok.dev/activities/provider/process"
 	"kok.dev/workflows/cluster"
 	"kok.dev/workflows/machine"
@@ -33,6 +34,7 @@ func RegisterWorkflows(r worker.Registry) {
 	r.RegisterWorkflowWithOptions(cluster.UpgradeWorkflow, workflow.RegisterOptions{Name: cluster.UpgradeWorkflowName})
 	r.RegisterWorkflowWithOptions(cluster.HealWorkflow, workflow.RegisterOptions{Name: cluster.HealWorkflowName})
 	r.RegisterWorkflowWithOptions(cluster.DeleteWorkflow, workflow.RegisterOptions{Name: cluster.DeleteWorkflowName})
+	r.RegisterWorkflowWithOptions(cluster.HostedWorkflow, workflow.RegisterOptions{Name: cluster.HostedWorkflowName})
 }
 
 // RegisterClusterActivities adds the activities that act on one cluster's API to r.
@@ -45,4 +47,8 @@ func RegisterClusterActivities(r worker.Registry, d Deps) {
 func RegisterMetaActivities(r worker.Registry, d Deps) {
 	r.RegisterActivity(&controlplane.Activities{Client: d.Direct, Operator: d.Operator})
 	r.RegisterActivity(&pkiacts.Activities{Client: d.Direct})
+	r.RegisterActivity(&hosted.Activities{Client: d.Direct, Operator: &hosted.Operator{
+		TemporalAddress: d.Operator.TemporalAddress, TemporalNamespace: d.Operator.TemporalNamespace,
+		WebUI: d.Operator.WebUI, CodecKeys: []byte(d.Operator.CodecKeys),
+	}})
 }

@@ -36,21 +36,14 @@ func Workflow(ctx workflow.Context, p Params) error {
 		if !v.Found {
 			return nil
 		}
-		if v.Provider != string(kokv1.ProviderProcess) {
-			if err := o.report(ctx, kokv1.ClusterPending, nil, condition("Ready", false, "ProviderNotServed",
-				"provider %s is not driven by this workflow yet; see docs/design/provider-kok.md", v.Provider)); err != nil {
-				return err
-			}
-			if err := o.wait(ctx, 0, nil); err != nil {
-				return err
-			}
-			continue
-		}
-
 		// 2. Deleting: tear down (unless Orphan) and let the object go.
 		if v.Deleting {
 			if s.Created && !v.Orphan {
-				if _, err := o.child(ctx, DeleteWorkflowName, OpParams{}); err != nil {
+				name := DeleteWorkflowName
+				if v.Provider == string(kokv1.ProviderKok) {
+					name = HostedWorkflowName
+				}
+				if _, err := o.child(ctx, name, OpParams{Type: OpDelete}); err != nil {
 					return err
 				}
 			}
@@ -91,7 +84,11 @@ func Workflow(ctx workflow.Context, p Params) error {
 		resolved := condition(kokv1.ClusterConditionPackageVersionResolved, true, "Resolved", "%s is Kubernetes %s", v.Target.Name, v.Target.KubernetesVersion)
 
 		// 5. Decide and run the operation.
-		wait, err := o.pass(ctx, resolved)
+		pass := o.pass
+		if v.Provider == string(kokv1.ProviderKok) {
+			pass = o.hostedPass
+		}
+		wait, err := pass(ctx, resolved)
 		if err != nil {
 			return err
 		}

@@ -349,6 +349,8 @@ func (r *renderer) wiring() map[kokv1.ControlPlaneComponentName]map[string]strin
 			"kubeconfig":                operatorDir + "/kubeconfig",
 			"health-probe-bind-address": fmt.Sprintf(":%d", MachineOperatorHealthPort),
 			"leader-elect":              "true",
+			// It serves this cluster's Machines; Clusters are the meta cluster's business.
+			"serve-clusters": "false",
 		}
 		if o := r.in.Operator; o != nil {
 			for flag, v := range map[string]string{"temporal-address": o.TemporalAddress, "temporal-namespace": o.TemporalNamespace, "temporal-ui-url": o.WebUI} {

@@ -1,0 +1,91 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"kok.dev/activities/pki"
+	"kok.dev/activities/provider/kok"
+	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/tests/harness"
+)
+
+// TestKokProviderClusterWorkflow is a Cluster with provider kok driven by kok-manager's
+// workflow: created (PKI, workloads rolled out on kwok's nodes), upgraded by editing
+// spec.packageVersion, and deleted with nothing left in its namespace.
+func TestKokProviderClusterWorkflow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a meta cluster with controllers, a scheduler, kwok and kok-manager")
+	}
+	tools := kpTools(t)
+	env := harness.Start(t, harness.Options{Manager: true})
+	eventually := kpStartMeta(t, env, tools)
+	ctx := context.Background()
+	c := env.Client
+	for _, v := range []struct{ name, hex string }{{"v1.36.3", "a"}, {"v1.37.2", "b"}} {
+		require.NoError(t, c.Create(ctx, kpRelease(v.name, v.hex)))
+	}
+	require.NoError(t, c.Create(ctx, &kokv1.Cluster{
+		ObjectMeta: metav1.ObjectMeta{Name: "h1"},
+		Spec: kokv1.ClusterSpec{
+			PackageVersion: "v1.36.3", Provider: kokv1.ProviderKok, Masters: kokv1.ClusterMasters{Count: 3},
+			Health: kokv1.ClusterHealth{CheckInterval: &metav1.Duration{Duration: 5 * time.Second}},
+		},
+	}))
+	get := func() *kokv1.Cluster {
+		var cl kokv1.Cluster
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "h1"}, &cl))
+		return &cl
+	}
+	running := func(version string) {
+		t.Helper()
+		eventually(2*time.Minute, func(context.Context) error {
+			st := get().Status
+			if st.Phase != kokv1.ClusterRunning || st.CurrentPackageVersion != version || st.ReadyMasters != 3 {
+				return fmt.Errorf("phase %s current %q ready %d operation %+v conditions %+v%s",
+					st.Phase, st.CurrentPackageVersion, st.ReadyMasters, st.Operation, st.Conditions, kpPendingPods(c, pki.Namespace("h1")))
+			}
+			return nil
+		})
+	}
+	running("v1.36.3")
+	cl := get()
+	require.Equal(t, kok.APIServerURL("h1", "", 6443), cl.Status.Endpoint)
+	require.NotNil(t, cl.Status.KubeconfigSecretRef)
+	require.Len(t, cl.Status.Masters, 3)
+	for _, comp := range cl.Status.Masters[0].Components {
+		require.True(t, comp.Ready, "%+v", comp)
+	}
+
+	require.NoError(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cl := get()
+		cl.Spec.PackageVersion = "v1.37.2"
+		return c.Update(ctx, cl)
+	}))
+	running("v1.37.2")
+	require.Equal(t, "v1.36.3", get().Status.PreviousPackageVersion)
+
+	require.NoError(t, c.Delete(ctx, get()))
+	eventually(2*time.Minute, func(ctx context.Context) error {
+		err := c.Get(ctx, client.ObjectKey{Name: "h1"}, &kokv1.Cluster{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("cluster still there (%w)", err)
+		}
+		return nil
+	})
+	var pods corev1.PodList
+	require.NoError(t, c.List(ctx, &pods, client.InNamespace(pki.Namespace("h1"))))
+	require.Empty(t, pods.Items)
+	var secrets corev1.SecretList
+	require.NoError(t, c.List(ctx, &secrets, client.MatchingLabels{pki.LabelCluster: "h1"}))
+	require.Empty(t, secrets.Items)
+}

@@ -1,0 +1,217 @@
+package cluster
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"kok.dev/activities/controlplane"
+	pkiacts "kok.dev/activities/pki"
+	hosted "kok.dev/activities/provider/kok"
+	kokv1 "kok.dev/api/v1alpha1"
+)
+
+// HostedWorkflowName runs one operation of a Cluster with provider kok.
+const HostedWorkflowName = "ClusterHosted"
+
+var kokActs *hosted.Activities
+
+// HostedWorkflow is create, upgrade, rollback and delete for provider kok, whose control plane
+// runs as a StatefulSet and Deployments in the meta cluster: the workloads' own rolling update
+// is the one-replica-at-a-time change, so an operation here is "apply the release, then wait
+// for every workload to have rolled out at it". A rollout that is not healthy within
+// spec.upgrade.healthTimeout is rolled back by applying the previous release.
+func HostedWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
+	s := p.State
+	o := &op{cluster: p.Cluster, meta: p.MetaCluster, s: &s, view: p.View, reconcile: workflow.GetSignalChannel(ctx, SignalReconcile)}
+	v := p.View
+	network := kokv1.ClusterNetwork{
+		ServiceCIDR: v.ServiceCIDR, PodCIDR: v.PodCIDR, APIServerPort: int32(v.APIServerPort), ControlPlaneEndpoint: v.ControlPlaneEndpoint,
+	}
+	operation := &controlplane.OperationReport{Type: string(p.Type), StartedAt: workflow.Now(ctx)}
+	phase := map[Operation]kokv1.ClusterPhase{OpCreate: kokv1.ClusterCreating, OpUpgrade: kokv1.ClusterUpgrading, OpRollback: kokv1.ClusterRollingBack, OpDelete: kokv1.ClusterDeleting}[p.Type]
+	say := func(step, format string, args ...any) error {
+		operation.Step, operation.Message = step, fmt.Sprintf(format, args...)
+		return o.report(ctx, phase, operation, condition("Progressing", true, string(p.Type), "%s: %s", step, operation.Message))
+	}
+
+	if p.Type == OpDelete {
+		// 1. Workloads go first, then (once nothing is left) the PKI.
+		if err := say("control plane", "deleting the workloads in %s", pkiacts.Namespace(p.Cluster)); err != nil {
+			return o.result(err)
+		}
+		for {
+			var res hosted.DeleteResult
+			if err := workflow.ExecuteActivity(o.metaCtx(ctx), kokActs.DeleteControlPlane, hosted.DeleteParams{Cluster: p.Cluster}).Get(ctx, &res); err != nil {
+				return o.result(err)
+			}
+			if len(res.Left) == 0 {
+				break
+			}
+			if err := workflow.Sleep(ctx, pollEvery); err != nil {
+				return o.result(err)
+			}
+		}
+		if err := workflow.ExecuteActivity(o.metaCtx(ctx), pkiActs.DeleteClusterPKI, pkiacts.DeleteClusterPKIParams{Cluster: p.Cluster}).Get(ctx, nil); err != nil {
+			return o.result(err)
+		}
+		s.Created = false
+		return OpResult{State: s}, nil
+	}
+
+	target := *v.Target
+	s.Report.Target = target.Name
+	if p.Type == OpCreate {
+		// 1. PKI named the way the provider's pods dial each other.
+		if err := say("pki", "certificates for %d etcd member(s) and the API server Service", v.MasterCount); err != nil {
+			return o.result(err)
+		}
+		params, err := hosted.PKIParams(p.Cluster, "", int32(v.MasterCount), network)
+		if err != nil {
+			return OpResult{State: s}, temporal.NewNonRetryableApplicationError(err.Error(), "BadSpec", err)
+		}
+		if err := workflow.ExecuteActivity(o.metaCtx(ctx), pkiActs.EnsureClusterPKI, params).Get(ctx, nil); err != nil {
+			return o.result(err)
+		}
+		s.Report.HasKubeconfig = true
+		s.Report.Endpoint = params.Server
+	}
+	// 2. Apply the release and wait for it to roll out.
+	apply := func(rel string) error {
+		return workflow.ExecuteActivity(o.metaCtx(ctx), kokActs.EnsureControlPlane, hosted.EnsureParams{
+			Cluster: p.Cluster, PackageVersion: rel, Masters: int32(v.MasterCount),
+		}).Get(ctx, nil)
+	}
+	if err := say("rollout", "applying %s", target.Name); err != nil {
+		return o.result(err)
+	}
+	failure := apply(target.Name)
+	if failure == nil {
+		failure = o.waitRollout(ctx, target.Name, v.HealthTimeout)
+	}
+	if failure == nil {
+		if p.Type == OpCreate {
+			s.Created = true
+		} else {
+			s.Report.Previous = s.Report.Current
+		}
+		s.Report.Current, s.Report.Target = target.Name, ""
+		return OpResult{State: s}, nil
+	}
+	if p.Type == OpCreate || s.Report.Current == "" || !v.AutoRollback {
+		return o.result(failure)
+	}
+	// 3. Roll back to the release that ran.
+	why := fmt.Sprintf("%s to %s failed: %v", p.Type, target.Name, failure)
+	phase = kokv1.ClusterRollingBack
+	if err := say("roll back", "applying %s again (%s)", s.Report.Current, why); err != nil {
+		return o.result(err)
+	}
+	if err := apply(s.Report.Current); err != nil {
+		s.WaitingForHuman = fmt.Sprintf("%s; the rollback failed too: %v", why, err)
+		return OpResult{State: s}, nil
+	}
+	if err := o.waitRollout(ctx, s.Report.Current, v.HealthTimeout); err != nil {
+		s.WaitingForHuman = fmt.Sprintf("%s; after the rollback the control plane is still unhealthy: %v", why, err)
+		return OpResult{State: s}, nil
+	}
+	s.Report.Target = ""
+	return OpResult{State: s, RolledBack: why}, nil
+}
+
+// waitRollout polls the workloads until every one runs rel with all replicas ready.
+func (o *op) waitRollout(ctx workflow.Context, rel string, timeout time.Duration) error {
+	deadline := workflow.Now(ctx).Add(timeout)
+	for {
+		st, err := o.hostedStatus(ctx, rel)
+		if err != nil {
+			return err
+		}
+		if st.Ready {
+			return nil
+		}
+		if !workflow.Now(ctx).Before(deadline) {
+			return fmt.Errorf("not rolled out within %s: %s", timeout, st.Message)
+		}
+		if err := workflow.Sleep(ctx, pollEvery); err != nil {
+			return err
+		}
+	}
+}
+
+// hostedStatus reads the workloads and mirrors them into status.masters: one entry per
+// replica ("<cluster>-<i>"), each listing the components' versions and readiness.
+func (o *op) hostedStatus(ctx workflow.Context, rel string) (hosted.Status, error) {
+	var st hosted.Status
+	if err := workflow.ExecuteActivity(o.metaCtx(ctx), kokActs.ControlPlaneStatus, hosted.StatusParams{Cluster: o.cluster, PackageVersion: rel}).Get(ctx, &st); err != nil {
+		return st, err
+	}
+	o.s.Report.Masters = nil
+	for i := 0; i < o.view.MasterCount; i++ {
+		mr := controlplane.MasterReport{Host: fmt.Sprintf("%s-%d", o.cluster, i), Ready: st.Ready, Phase: string(kokv1.MasterRunning)}
+		for _, c := range st.Components {
+			mr.Components = append(mr.Components, controlplane.ComponentReport{
+				Name: string(c.Name), Version: c.Version, Ready: c.Ready, Message: c.Message,
+			})
+		}
+		if !st.Ready {
+			mr.Phase = string(kokv1.MasterProvisioning)
+		}
+		o.s.Report.Masters = append(o.s.Report.Masters, mr)
+	}
+	return st, nil
+}
+
+// hostedPass is the entity's pass for provider kok: create, move to spec.packageVersion, or
+// check the workloads.
+func (o *op) hostedPass(ctx workflow.Context, resolved controlplane.ConditionReport) (time.Duration, error) {
+	s, v := o.s, o.view
+	switch {
+	case !s.Created:
+		res, err := o.child(ctx, HostedWorkflowName, OpParams{Type: OpCreate})
+		if err != nil {
+			return 0, o.failed(ctx, resolved, "Create", err)
+		}
+		*s = res.State
+		return -1, nil
+	case s.Report.Current != v.Target.Name && !s.failedAt(v.Target.Name, v.Generation):
+		typ := OpUpgrade
+		if cur, ok := s.Releases[s.Report.Current]; ok {
+			d := DecideOperation(Observed{Created: true, CurrentVersion: cur.KubernetesVersion, TargetVersion: v.Target.KubernetesVersion})
+			if d.Refused != "" {
+				return 0, o.report(ctx, kokv1.ClusterRunning, nil, resolved, condition("Ready", true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", s.Report.Current, d.Refused))
+			}
+			if d.Op == OpRollback {
+				typ = OpRollback
+			}
+		}
+		res, err := o.child(ctx, HostedWorkflowName, OpParams{Type: typ})
+		if err != nil {
+			return 0, o.failed(ctx, resolved, string(typ), err)
+		}
+		*s = res.State
+		if res.RolledBack != "" {
+			s.FailedTarget, s.FailedGeneration = v.Target.Name, v.Generation
+			o.event(ctx, true, kokv1.ReasonRolledBack, "%s", res.RolledBack)
+			return 0, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
+				condition("Ready", true, kokv1.ReasonRolledBack, "%s; running %s again", res.RolledBack, s.Report.Current))
+		}
+		return -1, nil
+	}
+	st, err := o.hostedStatus(ctx, s.Report.Current)
+	if err != nil {
+		return 0, err
+	}
+	if !st.Ready {
+		// The workloads' controllers heal pods themselves; the status says what is missing.
+		return v.CheckInterval, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
+			condition("Degraded", true, "WorkloadsNotReady", "%s", st.Message),
+			condition("Ready", false, "WorkloadsNotReady", "%s", st.Message))
+	}
+	return v.CheckInterval, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
+		condition("Ready", true, "Running", "every workload runs %s", s.Report.Current),
+		condition("Degraded", false, "Healthy", "every workload is ready"),
+		condition("Progressing", false, "Idle", "at %s", s.Report.Current))
+}
