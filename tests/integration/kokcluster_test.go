@@ -26,13 +26,12 @@ func TestKokProviderClusterWorkflow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a meta cluster with controllers, a scheduler, kwok and kok-manager")
 	}
-	tools := kpTools(t)
 	env := harness.Start(t, harness.Options{Manager: true})
-	eventually := kpStartMeta(t, env, tools)
+	eventually := harness.RunWorkloads(t, env)
 	ctx := context.Background()
 	c := env.Client
 	for _, v := range []struct{ name, hex string }{{"v1.36.3", "a"}, {"v1.37.2", "b"}} {
-		require.NoError(t, c.Create(ctx, kpRelease(v.name, v.hex)))
+		require.NoError(t, c.Create(ctx, harness.FakeRelease(v.name, v.hex)))
 	}
 	require.NoError(t, c.Create(ctx, &kokv1.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Name: "h1"},
@@ -52,7 +51,7 @@ func TestKokProviderClusterWorkflow(t *testing.T) {
 			st := get().Status
 			if st.Phase != kokv1.ClusterRunning || st.CurrentPackageVersion != version || st.ReadyMasters != 3 {
 				return fmt.Errorf("phase %s current %q ready %d operation %+v conditions %+v%s",
-					st.Phase, st.CurrentPackageVersion, st.ReadyMasters, st.Operation, st.Conditions, kpPendingPods(c, pki.Namespace("h1")))
+					st.Phase, st.CurrentPackageVersion, st.ReadyMasters, st.Operation, st.Conditions, harness.PendingPods(c, pki.Namespace("h1")))
 			}
 			return nil
 		})

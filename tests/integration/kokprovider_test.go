@@ -1,16 +1,10 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,17 +31,16 @@ func TestKokProviderControlPlane(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a meta cluster with controllers, a scheduler and kwok")
 	}
-	tools := kpTools(t)
 	env := harness.Start(t, harness.Options{})
 	began := time.Now()
 	ctx := context.Background()
 	c := env.Client
 
-	eventually := kpStartMeta(t, env, tools)
+	eventually := harness.RunWorkloads(t, env)
 
 	// Two releases: what differs is only the images (fake digests: kwok pulls nothing).
 	for _, v := range []struct{ name, hex string }{{"v1.36.3", "a"}, {"v1.37.2", "b"}} {
-		require.NoError(t, c.Create(ctx, kpRelease(v.name, v.hex)))
+		require.NoError(t, c.Create(ctx, harness.FakeRelease(v.name, v.hex)))
 	}
 	cluster := &kokv1.Cluster{
 		ObjectMeta: metav1.ObjectMeta{Name: "c1"},
@@ -120,7 +113,7 @@ func TestKokProviderControlPlane(t *testing.T) {
 				return err
 			}
 			if !st.Ready {
-				return fmt.Errorf("%s%s", st.Message, kpPendingPods(c, "kok-cluster-c1"))
+				return fmt.Errorf("%s%s", st.Message, harness.PendingPods(c, "kok-cluster-c1"))
 			}
 			return nil
 		})
@@ -145,7 +138,7 @@ func TestKokProviderControlPlane(t *testing.T) {
 	for _, pod := range etcdPods.Items {
 		nodes[pod.Spec.NodeName] = true
 		require.Equal(t, corev1.PodRunning, pod.Status.Phase, pod.Name)
-		require.Equal(t, kpImage("etcd", "a"), pod.Spec.Containers[0].Image)
+		require.Equal(t, harness.FakeImage("etcd", "a"), pod.Spec.Containers[0].Image)
 		require.Equal(t, "c1-etcd", pod.Spec.Subdomain, "the headless Service gives each member its DNS name")
 	}
 	require.Len(t, nodes, 3, "etcd members spread over the nodes")
@@ -191,240 +184,4 @@ func TestKokProviderControlPlane(t *testing.T) {
 	require.NoError(t, c.List(ctx, &secrets, client.InNamespace("kok-cluster-c1"), client.HasLabels{pki.LabelPKI}))
 	require.Len(t, secrets.Items, len(pkiRes.Secrets), "the PKI is not the provider's to delete")
 	t.Logf("whole test %s", time.Since(began).Round(time.Millisecond))
-}
-
-// kpStartMeta adds to envtest what a meta cluster needs to run workloads: the real
-// kube-controller-manager and kube-scheduler, and kwok playing three Ready nodes. The returned
-// poll also fails at once when one of those processes died.
-func kpStartMeta(t *testing.T, env *harness.Env, tools kpToolPaths) func(time.Duration, func(context.Context) error) {
-	ctx := context.Background()
-	c := env.Client
-	// The parts of a meta cluster that envtest leaves out.
-	procs := []*kpProcess{
-		kpStart(t, env.Dir, "kube-controller-manager", tools.controllerManager,
-			"--kubeconfig="+env.Kubeconfig, "--leader-elect=false", "--secure-port=0",
-			"--controllers=deployment-controller,replicaset-controller,statefulset-controller,garbage-collector-controller,serviceaccount-controller"),
-		kpStart(t, env.Dir, "kube-scheduler", tools.scheduler,
-			"--kubeconfig="+env.Kubeconfig, "--leader-elect=false", "--secure-port=0"),
-		kpStart(t, env.Dir, "kwok", tools.kwok,
-			"--kubeconfig="+env.Kubeconfig, "--config="+strings.Join(kpKwokConfig(t, env.Dir), ","),
-			"--server-address=127.0.0.1:"+strconv.Itoa(harness.FreePort(t))),
-	}
-	eventually := func(timeout time.Duration, cond func(ctx context.Context) error) {
-		t.Helper()
-		harness.Eventually(t, timeout, func(ctx context.Context) error {
-			for _, p := range procs {
-				p.requireRunning(t)
-			}
-			return cond(ctx)
-		})
-	}
-	for i := 1; i <= 3; i++ {
-		name := fmt.Sprintf("meta-%d", i)
-		require.NoError(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Labels:      map[string]string{corev1.LabelHostname: name},
-			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"},
-		}}))
-	}
-	eventually(20*time.Second, func(ctx context.Context) error {
-		var nodes corev1.NodeList
-		if err := c.List(ctx, &nodes); err != nil {
-			return err
-		}
-		for _, n := range nodes.Items {
-			if readyStatus(n) != corev1.ConditionTrue {
-				return fmt.Errorf("node %s is not Ready yet", n.Name)
-			}
-			// The API server taints new nodes not-ready; the node lifecycle controller, which
-			// this meta cluster does not run (it would want leases kwok does not renew here),
-			// lifts the taint once they are Ready. The test does it.
-			if len(n.Spec.Taints) > 0 {
-				n.Spec.Taints = nil
-				if err := c.Update(ctx, &n); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-
-	return eventually
-}
-
-// kpPendingPods describes the pods of namespace ns that are not ready, for a failure message.
-func kpPendingPods(c client.Client, ns string) string {
-	var pods corev1.PodList
-	// Not the poll's context: its deadline may have passed, and this is the answer worth having.
-	if err := c.List(context.Background(), &pods, client.InNamespace(ns)); err != nil {
-		return "\nlist pods: " + err.Error()
-	}
-	var b strings.Builder
-	for _, p := range pods.Items {
-		ready := false
-		for _, cond := range p.Status.Conditions {
-			ready = ready || cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue
-		}
-		if !ready {
-			fmt.Fprintf(&b, "\npod %s: node %q, phase %s, conditions %+v", p.Name, p.Spec.NodeName, p.Status.Phase, p.Status.Conditions)
-		}
-	}
-	return b.String()
-}
-
-// kpRelease is a ClusterPackageVersion for provider kok whose images carry fake digests.
-func kpRelease(kube, hex string) *kokv1.ClusterPackageVersion {
-	etcd := map[string]string{"v1.36.3": "v3.6.8", "v1.37.2": "v3.7.0"}[kube]
-	cpv := &kokv1.ClusterPackageVersion{
-		ObjectMeta: metav1.ObjectMeta{Name: kube},
-		Spec:       kokv1.ClusterPackageVersionSpec{KubernetesVersion: kube},
-	}
-	for _, comp := range []kokv1.ControlPlaneComponentName{
-		kokv1.ComponentEtcd, kokv1.ComponentKubeAPIServer, kokv1.ComponentKubeControllerManager,
-		kokv1.ComponentKubeScheduler, kokv1.ComponentMachineOperator,
-	} {
-		version := kube
-		switch comp {
-		case kokv1.ComponentEtcd:
-			version = etcd
-		case kokv1.ComponentMachineOperator:
-			version = "v0.1.0"
-		}
-		cpv.Spec.Components = append(cpv.Spec.Components, kokv1.ControlPlaneComponent{
-			Name: comp, Version: version, Image: kpImage(string(comp), hex), Args: map[string]string{"v": "2"},
-		})
-	}
-	return cpv
-}
-
-func kpImage(name, hex string) string {
-	return "registry.example/" + name + "@sha256:" + strings.Repeat(hex, 64)
-}
-
-type kpToolPaths struct{ kwok, controllerManager, scheduler string }
-
-// kpTools finds kwok (make kwok) and kube-controller-manager and kube-scheduler (make k8s-bins),
-// and skips the test, saying what to build, when one is missing.
-func kpTools(t *testing.T) kpToolPaths {
-	repo, err := harness.RepoRoot()
-	require.NoError(t, err)
-	bins, err := harness.K8sBinDir()
-	if err != nil {
-		t.Skipf("%v", err)
-	}
-	p := kpToolPaths{
-		kwok:              filepath.Join(repo, "bin", "tools", "kwok-v0.8.0"),
-		controllerManager: filepath.Join(bins, "kube-controller-manager"),
-		scheduler:         filepath.Join(bins, "kube-scheduler"),
-	}
-	for path, build := range map[string]string{p.kwok: "make kwok", p.controllerManager: "make k8s-bins", p.scheduler: "make k8s-bins"} {
-		if _, err := os.Stat(path); err != nil {
-			t.Skipf("%s is missing (run `%s`)", path, build)
-		}
-	}
-	return p
-}
-
-// kpKwokConfig returns kwok's --config files: deploy/kwok/stages.yaml, as kok runs kwok (pods
-// bound to nodes annotated kwok.x-k8s.io/node=fake become Running and Ready; deleted ones go),
-// and a Node stage of this test's own. The local system's nodes get their Ready status from
-// their simulated kubelets; these nodes have none, so kwok posts it, once.
-func kpKwokConfig(t *testing.T, dir string) []string {
-	repo, err := harness.RepoRoot()
-	require.NoError(t, err)
-	path := filepath.Join(dir, "kwok-node-ready.yaml")
-	require.NoError(t, os.WriteFile(path, []byte(`apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: kokprovider-test-node-ready
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Node
-  selector:
-    matchExpressions:
-    - key: '.status.conditions.[] | select( .type == "Ready" ) | .status'
-      operator: NotIn
-      values: ["True"]
-  next:
-    statusTemplate: |
-      {{ $now := Now }}
-      conditions:
-      - type: Ready
-        status: "True"
-        reason: KubeletReady
-        message: kwok plays this node's kubelet
-        lastHeartbeatTime: {{ $now | Quote }}
-        lastTransitionTime: {{ $now | Quote }}
-      addresses:
-      - type: InternalIP
-        address: {{ NodeIP | Quote }}
-      allocatable:
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-      capacity:
-        cpu: 1k
-        memory: 1Ti
-        pods: 1M
-`), 0o644))
-	return []string{filepath.Join(repo, "deploy", "kwok", "stages.yaml"), path}
-}
-
-// kpProcess is a program this test runs beside the API server until the test ends.
-type kpProcess struct {
-	name, log string
-	done      chan struct{}
-}
-
-// kpStart runs bin in its own process group (dying with the test binary); its output goes to
-// dir/<name>.log, whose end is shown when the test fails.
-func kpStart(t *testing.T, dir, name, bin string, args ...string) *kpProcess {
-	p := &kpProcess{name: name, log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
-	f, err := os.Create(p.log)
-	require.NoError(t, err)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, cmd.Start())
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("--- last lines of %s ---\n%s", p.name, p.tail())
-		}
-	})
-	return p
-}
-
-// requireRunning fails the test at once when the process has exited.
-func (p *kpProcess) requireRunning(t *testing.T) {
-	t.Helper()
-	select {
-	case <-p.done:
-		t.Fatalf("%s exited:\n%s", p.name, p.tail())
-	default:
-	}
-}
-
-func (p *kpProcess) tail() []byte {
-	b, _ := os.ReadFile(p.log)
-	const max = 16 << 10
-	if len(b) > max {
-		b = b[len(b)-max:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return b
 }
