@@ -19,7 +19,12 @@ import (
 func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 	s := p.State
 	o := &op{cluster: p.Cluster, meta: p.MetaCluster, s: &s, view: p.View, reconcile: workflow.GetSignalChannel(ctx, SignalReconcile)}
-	from, to := *p.View.Current, *p.View.Target
+	// What runs is the entity's record: the status may not say so yet (an edit made while the
+	// create ran is seen before the first report at the new version).
+	from, to := p.State.Releases[p.State.Report.Current], *p.View.Target
+	if from.Name == "" {
+		from = controlplane.Release{Name: p.State.Report.Current}
+	}
 	typ, phase := kokv1.ClusterOperationUpgrade, kokv1.ClusterUpgrading
 	if p.Type == OpRollback {
 		typ, phase = kokv1.ClusterOperationRollback, kokv1.ClusterRollingBack
@@ -118,7 +123,7 @@ func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 		s.WaitingForHuman = why + " (spec.upgrade.autoRollback is false: resolve by hand, then signal resolve)"
 		return OpResult{State: s, RolledBack: ""}, nil
 	}
-	phase, operation.Type = kokv1.ClusterRollingBack, string(kokv1.ClusterOperationRollback)
+	phase, typ, operation.Type = kokv1.ClusterRollingBack, kokv1.ClusterOperationRollback, string(kokv1.ClusterOperationRollback)
 	for i := len(touched) - 1; i >= 0; i-- {
 		h := touched[i]
 		steps, err := ComponentOrder(OpRollback, versionsOf(s.Running[h], s.Releases), versionsOf(original[h], s.Releases))

@@ -38,7 +38,9 @@ func Workflow(ctx workflow.Context, p Params) error {
 		}
 		// 2. Deleting: tear down (unless Orphan) and let the object go.
 		if v.Deleting {
-			if s.Created && !v.Orphan {
+			// Anything created counts, also by a create that failed or was overtaken: its
+			// masters were resolved, or its PKI written.
+			if (s.Created || len(s.Masters) > 0 || s.Report.HasKubeconfig) && !v.Orphan {
 				name := DeleteWorkflowName
 				if v.Provider == string(kokv1.ProviderKok) {
 					name = HostedWorkflowName
@@ -50,6 +52,10 @@ func Workflow(ctx workflow.Context, p Params) error {
 			return workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.ReleaseCluster, controlplane.ReadClusterParams{Name: p.Cluster}).Get(ctx, nil)
 		}
 
+		// A resolve sent while nothing waits for one must not lift a later escalation.
+		if s.WaitingForHuman == "" {
+			drain(resolve)
+		}
 		// 3. Paused, or waiting for a human: nothing changes until that is lifted.
 		if v.Paused {
 			if err := o.report(ctx, kokv1.ClusterPaused, nil, condition("Progressing", false, "Paused", "spec.paused is set: nothing changes")); err != nil {
@@ -144,8 +150,7 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 		d := DecideOperation(obs)
 		if d.Refused != "" {
 			s.Report.Target = ""
-			return 0, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
-				condition("Ready", true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", current, d.Refused))
+			return o.health(ctx, resolved, condition("Ready", true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", current, d.Refused))
 		}
 		op := d.Op
 		if op == OpNone {
@@ -165,7 +170,7 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 		case res.RolledBack != "":
 			s.FailedTarget, s.FailedGeneration = v.Target.Name, v.Generation
 			o.event(ctx, true, kokv1.ReasonRolledBack, "%s", res.RolledBack)
-			return 0, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
+			return v.CheckInterval, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
 				condition("Ready", true, kokv1.ReasonRolledBack, "%s; running %s again. Edit spec.packageVersion to try another version", res.RolledBack, current),
 				condition("Progressing", false, kokv1.ReasonRolledBack, "%s", res.RolledBack))
 		case res.Superseded, s.WaitingForHuman != "":
@@ -178,7 +183,7 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 }
 
 // health checks every master and heals the unhealthy ones within the recovery budget.
-func (o *op) health(ctx workflow.Context, resolved controlplane.ConditionReport) (time.Duration, error) {
+func (o *op) health(ctx workflow.Context, resolved controlplane.ConditionReport, ready ...controlplane.ConditionReport) (time.Duration, error) {
 	s, v := o.s, o.view
 	checks, err := o.check(ctx, s.Masters)
 	if err != nil {
@@ -196,6 +201,9 @@ func (o *op) health(ctx workflow.Context, resolved controlplane.ConditionReport)
 		if s.FailedTarget != "" && s.failedAt(v.TargetName, v.Generation) {
 			extra = condition("Ready", true, kokv1.ReasonRolledBack, "running %s: the upgrade to %s failed and was rolled back; edit spec.packageVersion to try again", s.Report.Current, s.FailedTarget)
 		}
+		if len(ready) > 0 {
+			extra = ready[0]
+		}
 		return v.CheckInterval, o.report(ctx, kokv1.ClusterRunning, nil, resolved, extra,
 			condition(kokv1.ClusterConditionAPIServerAvailable, true, "Ready", "%s answers", s.Report.Endpoint),
 			condition("Degraded", false, "Healthy", "every master passes its health checks"),
@@ -207,7 +215,14 @@ func (o *op) health(ctx workflow.Context, resolved controlplane.ConditionReport)
 		o.event(ctx, true, kokv1.ReasonRecoveryLimitReached, "%s", s.WaitingForHuman)
 		return -1, nil
 	}
-	s.Recoveries = append(s.Recoveries, workflow.Now(ctx))
+	// Only recoveries within the window count; older ones are dropped so state stays small.
+	var recent []time.Time
+	for _, t := range s.Recoveries {
+		if workflow.Now(ctx).Sub(t) < v.RecoveryWindow {
+			recent = append(recent, t)
+		}
+	}
+	s.Recoveries = append(recent, workflow.Now(ctx))
 	o.event(ctx, true, "Healing", "masters %v are unhealthy: %s", sick, d.Reason)
 	res, err := o.child(ctx, HealWorkflowName, OpParams{Hosts: sick})
 	if err != nil {
@@ -264,7 +279,7 @@ func (o *op) failed(ctx workflow.Context, resolved controlplane.ConditionReport,
 		condition("Ready", false, "Failed", "%s failed: %v. Fix the cause, then edit the Cluster (or signal %s) to try again", what, err, SignalReconcile)); rerr != nil {
 		return rerr
 	}
-	return o.wait(ctx, 0, nil)
+	return nil
 }
 
 func (o *op) idlePhase() kokv1.ClusterPhase {

@@ -633,11 +633,6 @@ func TestDeletionPolicy(t *testing.T) {
 }
 
 func TestDeletedWhileCreatingTearsDownWhatWasInstalled(t *testing.T) {
-	t.Skip("BUG: Workflow (workflow.go step 2) runs DeleteWorkflow only when State.Created, which CreateWorkflow sets " +
-		"at its very end: a Cluster deleted while it is being created (or after a failed create) is released with " +
-		"etcd/kube-apiserver left running on its masters and its PKI Secrets left in the meta cluster. " +
-		"Fix: tear down when anything may have been installed, `if (s.Created || len(s.Masters) > 0) && !v.Orphan` " +
-		"(resolveMasters fills Masters before the create child starts; DeleteWorkflow is idempotent)")
 	w := newWorld(rel136, "m1")
 	w.onEnsure = func(w *world, _, comp, _ string) {
 		if comp == KubeAPIServer {
@@ -659,12 +654,6 @@ func TestDeletedWhileCreatingTearsDownWhatWasInstalled(t *testing.T) {
 }
 
 func TestTargetEditedWhileCreatingIsUpgradedTo(t *testing.T) {
-	t.Skip("BUG: UpgradeWorkflow dereferences p.View.Current (upgrade.go `from, to := *p.View.Current, ...`), which is " +
-		"status.currentPackageVersion; right after a create the status does not say it yet (CreateWorkflow's last report " +
-		"has Current \"\"), so a spec.packageVersion edited while the create ran starts an upgrade that panics with a nil " +
-		"dereference (on a real worker the child's task fails for ever and the entity hangs in child()). " +
-		"Fix: take `from` from the entity's record, p.State.Releases[p.State.Report.Current] (falling back to " +
-		"Release{Name: p.State.Report.Current}), not from the view")
 	w := newWorld(rel136, "m1")
 	w.onEnsure = func(w *world, _, comp, _ string) {
 		if comp == KubeControllerManager {
@@ -680,12 +669,6 @@ func TestTargetEditedWhileCreatingIsUpgradedTo(t *testing.T) {
 }
 
 func TestHealthIsStillWatchedWhileTheSpecCannotBeCarriedOut(t *testing.T) {
-	t.Skip("BUG: pass() returns wait 0 (until a signal) after a rolled-back upgrade and for a refused version skew; " +
-		"the watcher signals only on a generation change or deletion, so the masters are not checked and nothing is " +
-		"healed until someone edits the Cluster, while status keeps saying Ready. Fix: return v.CheckInterval after " +
-		"the rollback report (the next pass goes to health(), which keeps the RolledBack reason), and for a refused " +
-		"skew `return o.health(ctx, resolved, <the UnsupportedVersionSkew Ready condition>)` with health() taking an " +
-		"optional Ready condition to report in place of Running when every master is healthy")
 	for _, tc := range []struct {
 		name   string
 		target controlplane.Release
@@ -715,10 +698,6 @@ func TestHealthIsStillWatchedWhileTheSpecCannotBeCarriedOut(t *testing.T) {
 }
 
 func TestAResolveSentWhileNotWaitingDoesNotLiftALaterEscalation(t *testing.T) {
-	t.Skip("BUG: a resolve signal that arrives while the entity is not WaitingForHuman stays buffered in the channel " +
-		"and lifts the next escalation, hours later, the moment it is reported: 3 more automatic recoveries run " +
-		"without a human. Fix: in Workflow, drain the resolve channel at the top of each pass while " +
-		"s.WaitingForHuman is empty (`if s.WaitingForHuman == \"\" { drain(resolve) }`)")
 	w := newWorld(rel136, "m1")
 	s := w.created(rel136)
 	w.down["m1"] = "readyz: [-]etcd failed"
@@ -740,10 +719,6 @@ func TestAResolveSentWhileNotWaitingDoesNotLiftALaterEscalation(t *testing.T) {
 }
 
 func TestAFailedCreateIsRetriedOnTheNextEdit(t *testing.T) {
-	t.Skip("BUG: op.failed() waits for a signal itself and pass() then returns wait 0, so Workflow waits for a second " +
-		"one: the edit that fixes a failed create/upgrade only wakes the first wait and is not acted on (nor is a " +
-		"deletion) until another signal comes. Fix: failed() only records the event and reports (drop its " +
-		"`return o.wait(ctx, 0, nil)`); the loop's own wait (wait 0) is the one wait")
 	w := newWorld(rel136, "m1")
 	w.broken["v1.36.1"] = "readyz: [-]etcd failed" // a bad flag override, say
 	env := w.env()
