@@ -139,14 +139,14 @@ func (a *Activities) EnsureControlPlane(ctx context.Context, p EnsureParams) (En
 		name := ref(obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName())
 		wanted[name] = true
 		res.Objects = append(res.Objects, name)
-		rv, err := a.apply(ctx, obj)
+		after, err := a.apply(ctx, obj)
 		if err != nil {
 			return EnsureResult{}, err
 		}
 		switch old, ok := existing[name]; {
 		case !ok:
 			res.Created = append(res.Created, name)
-		case old.ResourceVersion != rv:
+		case changed(old.ObjectMeta, after):
 			res.Updated = append(res.Updated, name)
 		}
 	}
@@ -245,27 +245,37 @@ func (a *Activities) checkMasters(ctx context.Context, ns, cluster string, maste
 	return nil
 }
 
-// apply writes obj by server-side apply and returns its resourceVersion afterwards: unchanged
-// when the object already matched.
-func (a *Activities) apply(ctx context.Context, obj client.Object) (string, error) {
+// changed says whether an apply changed an object. Workloads count by generation, which only
+// their spec moves: kube-controller-manager writes annotations and status to new Deployments
+// at any moment, which bumps the resourceVersion without the apply having changed anything.
+// Objects without a generation (Services, Secrets) count by resourceVersion.
+func changed(before, after metav1.ObjectMeta) bool {
+	if after.Generation != 0 {
+		return before.Generation != after.Generation
+	}
+	return before.ResourceVersion != after.ResourceVersion
+}
+
+// apply writes obj by server-side apply and returns its metadata afterwards.
+func (a *Activities) apply(ctx context.Context, obj client.Object) (metav1.ObjectMeta, error) {
 	// Through JSON, so that only fields Render set (omitempty) are applied and owned.
 	data, err := json.Marshal(obj)
 	if err != nil {
-		return "", err
+		return metav1.ObjectMeta{}, err
 	}
 	u := &unstructured.Unstructured{}
 	if err := json.Unmarshal(data, &u.Object); err != nil {
-		return "", err
+		return metav1.ObjectMeta{}, err
 	}
 	delete(u.Object, "status")
 	name := ref(u.GetKind(), u.GetName())
 	if err := a.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		if apierrors.IsInvalid(err) {
-			return "", nonRetryable(ErrTypeRejected, fmt.Errorf("apply %s in %s: %w", name, u.GetNamespace(), err))
+			return metav1.ObjectMeta{}, nonRetryable(ErrTypeRejected, fmt.Errorf("apply %s in %s: %w", name, u.GetNamespace(), err))
 		}
-		return "", fmt.Errorf("apply %s in %s: %w", name, u.GetNamespace(), err)
+		return metav1.ObjectMeta{}, fmt.Errorf("apply %s in %s: %w", name, u.GetNamespace(), err)
 	}
-	return u.GetResourceVersion(), nil
+	return metav1.ObjectMeta{ResourceVersion: u.GetResourceVersion(), Generation: u.GetGeneration()}, nil
 }
 
 // DeleteParams names the cluster whose control plane goes.
