@@ -46,8 +46,9 @@ endef
 ##@ Main
 
 .PHONY: run
-run: build k8s-bins ## Bring up the whole local system (kok dev up) in the foreground.
-	$(BIN)/kok dev up --k8s-bins $(K8S_BINS) $(RUN_ARGS)
+run: build k8s-bins kwok ## Bring up the whole local system with a demo cluster (kok dev up) in the foreground; RUN_ARGS="--workers 5" passes flags.
+	$(BIN)/kok dev up --k8s-bins $(K8S_BINS) --kwok-bin $(KWOK) --node-packages $(BIN)/packages \
+		$(foreach v,$(CLUSTER_KUBE_VERSIONS),--cluster-versions $(v)) $(RUN_ARGS)
 
 .PHONY: test
 test: tools k8s-bins kwok host-tools verify-generate lint test-go ## Unit + integration tests and lint, as CI runs them.

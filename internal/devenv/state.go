@@ -44,6 +44,64 @@ type State struct {
 	APIServer         Part `json:"apiServer"`
 	ControllerManager Part `json:"controllerManager"`
 	Manager           Part `json:"manager"`
+
+	// Hosts are the simulated hosts, masters first; none without the demo.
+	Hosts []HostPart `json:"hosts,omitempty"`
+	// Kwok plays the demo cluster's pods; nil without the demo.
+	Kwok *Part `json:"kwok,omitempty"`
+	// Demo is the demo business cluster; nil without it.
+	Demo *Demo `json:"demo,omitempty"`
+
+	// Steps are the steps of the start and how long each took.
+	Steps []StepTime `json:"steps"`
+	// ReadySeconds is the time from the start of `kok dev up` to ready.
+	ReadySeconds float64 `json:"readySeconds"`
+}
+
+// HostPart is one simulated host: a kok-agent process with its own root directory and
+// loopback address.
+type HostPart struct {
+	Host
+	Part
+}
+
+// Demo is the demo business cluster and what there is to try on it.
+type Demo struct {
+	// Name is the Cluster's name in the meta cluster.
+	Name string `json:"name"`
+	// Kubeconfig is a copy of its admin kubeconfig (`kok kubeconfig demo` prints the same).
+	Kubeconfig string `json:"kubeconfig"`
+	// Endpoint is its API server.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Version is the ClusterPackageVersion it runs; UpgradeTo a newer one of the catalogue,
+	// empty when there is none; RollbackTo the one it ran before, if any.
+	Version    string `json:"version,omitempty"`
+	UpgradeTo  string `json:"upgradeTo,omitempty"`
+	RollbackTo string `json:"rollbackTo,omitempty"`
+	// Workers are its Machines, one per worker host.
+	Workers []string `json:"workers"`
+	// Deployment is the demo workload, namespace/name.
+	Deployment string `json:"deployment"`
+	// PackageChange is a node package edit to try, when the catalogue has another version.
+	PackageChange *PackageChange `json:"packageChange,omitempty"`
+	// Problem says why the demo is not ready; empty when it is.
+	Problem string `json:"problem,omitempty"`
+}
+
+// PackageChange is an edit of one package version in one Machine's spec.packages.
+type PackageChange struct {
+	Machine string `json:"machine"`
+	// Index is the package's position in spec.packages, for a JSON patch.
+	Index   int    `json:"index"`
+	Package string `json:"package"`
+	From    string `json:"from"`
+	To      string `json:"to"`
+}
+
+// StepTime is how long one step of the start took.
+type StepTime struct {
+	Step    string  `json:"step"`
+	Seconds float64 `json:"seconds"`
 }
 
 // Part is one component of the running system.

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
@@ -16,6 +18,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"kok.dev/internal/devenv/metacluster"
 )
@@ -38,11 +41,12 @@ func Check(ctx context.Context, stateDir string) (*State, []Health, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	probes := []struct {
+	type probe struct {
 		name  string
 		part  Part
 		check func(context.Context) (string, error)
-	}{
+	}
+	probes := []probe{
 		{"temporal", s.Temporal, func(ctx context.Context) (string, error) { return checkTemporal(ctx, s) }},
 		{"web-ui", s.WebUI, func(ctx context.Context) (string, error) { return s.WebUI.URL, httpOK(ctx, probeClient, s.WebUI.URL) }},
 		{"codec-server", s.Codec, func(ctx context.Context) (string, error) {
@@ -59,6 +63,35 @@ func Check(ctx context.Context, stateDir string) (*State, []Health, error) {
 		{ManagerName, s.Manager, func(ctx context.Context) (string, error) {
 			return s.Manager.HealthURL, httpOK(ctx, probeClient, s.Manager.HealthURL)
 		}},
+	}
+	for _, h := range s.Hosts {
+		probes = append(probes, probe{"host/" + h.Name, h.Part, func(ctx context.Context) (string, error) {
+			return fmt.Sprintf("%s on %s, pid %d", h.Role, h.Address, h.PID), childHealthy(ctx, h.Part)
+		}})
+	}
+	if s.Kwok != nil {
+		probes = append(probes, probe{KwokName, *s.Kwok, func(ctx context.Context) (string, error) {
+			return s.Kwok.URL, childHealthy(ctx, *s.Kwok)
+		}})
+	}
+	if d := s.Demo; d != nil {
+		probes = append(probes,
+			probe{"demo/cluster", Part{}, func(ctx context.Context) (string, error) { return checkDemoCluster(ctx, s) }},
+			probe{"demo/nodes", Part{}, func(ctx context.Context) (string, error) {
+				c, err := demoClient(d)
+				if err != nil {
+					return "", err
+				}
+				return nodesHealth(ctx, c, d.Workers, time.Now().Add(-leaseDuration))
+			}},
+			probe{"demo/app", Part{}, func(ctx context.Context) (string, error) {
+				c, err := demoClient(d)
+				if err != nil {
+					return "", err
+				}
+				return appHealth(ctx, c)
+			}},
+		)
 	}
 	results := make([]Health, len(probes))
 	var wg sync.WaitGroup
@@ -144,6 +177,46 @@ func checkCRDs(ctx context.Context, s *State) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%d established", len(s.CRDs)), nil
+}
+
+// childHealthy checks that a child process is alive, then that it answers.
+func childHealthy(ctx context.Context, p Part) error {
+	if p.PID > 0 && !alive(p.PID) {
+		return fmt.Errorf("not running: pid %d exited", p.PID)
+	}
+	return httpOK(ctx, probeClient, p.HealthURL)
+}
+
+func alive(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return syscall.Kill(pid, 0) == nil
+	}
+	// The state follows the command, which is in parentheses and may hold spaces.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	return len(fields) > 0 && fields[0] != "Z"
+}
+
+func checkDemoCluster(ctx context.Context, s *State) (string, error) {
+	cfg, err := metaRESTConfig(s)
+	if err != nil {
+		return "", err
+	}
+	c, err := newClient(cfg)
+	if err != nil {
+		return "", err
+	}
+	_, _, detail, err := clusterHealth(ctx, c, s.Demo.Name)
+	return detail, err
+}
+
+func demoClient(d *Demo) (ctrlclient.Client, error) {
+	data, err := os.ReadFile(d.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	c, _, err := clientFromKubeconfig(data)
+	return c, err
 }
 
 // Unhealthy returns the names of the parts that are not healthy.

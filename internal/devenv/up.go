@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"kok.dev/internal/codec"
 	"kok.dev/internal/devenv/metacluster"
 	"kok.dev/internal/devenv/supervisor"
@@ -19,6 +21,9 @@ import (
 )
 
 const pollEvery = 200 * time.Millisecond
+
+// agentServiceGrace is how long kok-agent gives each service to stop before it kills it.
+const agentServiceGrace = 10 * time.Second
 
 // probeClient bounds each health request, so one hung probe cannot use up a whole deadline.
 var probeClient = &http.Client{Timeout: 5 * time.Second}
@@ -28,24 +33,78 @@ var probeClient = &http.Client{Timeout: 5 * time.Second}
 type Running struct {
 	// State is what dev.json holds.
 	State State
+	// DemoErr says why the demo cluster did not become ready; nil when it did. The rest of the
+	// system runs either way, so that the Web UI and the objects show what went wrong.
+	DemoErr error
 
-	cfg      Config
-	lock     *lock
-	codec    *http.Server
-	codecErr chan error
-	temporal *temporalserver.Server
-	cluster  *metacluster.Cluster
-	manager  *supervisor.Group
+	cfg       Config
+	startedAt time.Time
+	lock      *lock
+	codec     *http.Server
+	codecErr  chan error
+	temporal  *temporalserver.Server
+	cluster   *metacluster.Cluster
+	crds      []string
+	manager   *supervisor.Group
+	managerP  *supervisor.Process
+	meta      client.Client
+	// demo runs the simulated hosts and kwok: one of them that dies is reported by name and
+	// the rest keeps running.
+	demo       *supervisor.Group
+	hosts      []HostPart
+	kwok       *Part
+	demoClient client.Client
+	demoInfo   Demo
+	steps      []StepTime
 
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error
 }
 
+// step is one numbered step of the start.
+type step struct {
+	title string
+	run   func(context.Context) error
+	// demo steps build the demo cluster: a failure is reported and skips the demo steps
+	// after it, but stops nothing.
+	demo bool
+}
+
+func (r *Running) plan() []step {
+	cfg := r.cfg
+	steps := []step{
+		{title: "codec server on " + hostPort(cfg.CodecPort), run: r.startCodec},
+		{title: fmt.Sprintf("Temporal on %s, its Web UI on %s (log: %s)", hostPort(cfg.TemporalPort), r.uiURL(), DisplayPath(cfg.logFile("temporal"))), run: r.startTemporal},
+		{title: "meta cluster: etcd, kube-apiserver, kube-controller-manager (logs in " + DisplayPath(filepath.Join(cfg.StateDir, "logs")) + ")", run: r.startMetaCluster},
+		{title: "kok's CRDs from " + DisplayPath(cfg.CRDDir) + " and namespace " + SystemNamespace, run: r.installCRDs},
+		{title: "kok-manager (log: " + DisplayPath(cfg.logFile(ManagerName)) + ")", run: r.startManager},
+	}
+	if !cfg.Demo {
+		return steps
+	}
+	return append(steps,
+		step{title: fmt.Sprintf("simulated hosts: %s, %s (kok-agent each; logs in %s)", count(cfg.Masters, "master"), count(cfg.Workers, "worker"), DisplayPath(filepath.Join(cfg.StateDir, "logs"))), run: r.startHosts, demo: true},
+		step{title: "control-plane catalogue: ClusterPackageVersions " + strings.Join(cfg.ClusterVersions, ", "), run: r.ensureClusterCatalogue, demo: true},
+		step{title: fmt.Sprintf("demo cluster %q on %s, created by kok-manager's Cluster workflow", DemoCluster, strings.Join(hostNames(cfg.hosts(), RoleMaster), ", ")), run: r.ensureDemoCluster, demo: true},
+		step{title: "demo nodes: node catalogue, a Machine per worker (packages installed by its agent), readiness gates, kwok", run: r.ensureDemoNodes, demo: true},
+		step{title: fmt.Sprintf("demo Deployment %s/%s on the nodes", demoNamespace, demoApp), run: r.ensureDemoApp, demo: true},
+	)
+}
+
+func count(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 // Up starts the whole local system and returns once every part is ready. The system then runs
 // until ctx ends or Stop is called (Wait returns nil) or a part fails (Wait returns why). If
-// Up fails, whatever it started is stopped again.
+// Up fails, whatever it started is stopped again. A demo cluster that does not become ready
+// stops nothing: Up returns with DemoErr set.
 func Up(ctx context.Context, cfg Config) (_ *Running, err error) {
+	startedAt := time.Now()
 	if err := cfg.complete(); err != nil {
 		return nil, err
 	}
@@ -56,7 +115,12 @@ func Up(ctx context.Context, cfg Config) (_ *Running, err error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Running{cfg: cfg, lock: l, codecErr: make(chan error, 1), manager: supervisor.NewGroup(), done: make(chan struct{})}
+	r := &Running{
+		cfg: cfg, startedAt: startedAt, lock: l, codecErr: make(chan error, 1),
+		manager: supervisor.NewGroup(), done: make(chan struct{}),
+		demoInfo: Demo{Name: DemoCluster, Deployment: demoNamespace + "/" + demoApp},
+	}
+	r.demo = supervisor.NewReportingGroup(r.reportExit)
 	defer func() {
 		if err != nil {
 			r.shutdown()
@@ -70,57 +134,31 @@ func Up(ctx context.Context, cfg Config) (_ *Running, err error) {
 		return nil, fmt.Errorf("remove stale %s: %w", stateFile, err)
 	}
 
-	r.progress("starting the codec server on %s", hostPort(cfg.CodecPort))
-	if err := r.startCodec(); err != nil {
-		return nil, err
+	steps := r.plan()
+	for i, s := range steps {
+		if s.demo && r.DemoErr != nil {
+			r.progress("[%d/%d] %s: skipped", i+1, len(steps), s.title)
+			continue
+		}
+		r.progress("[%d/%d] %s", i+1, len(steps), s.title)
+		begin := time.Now()
+		err := s.run(ctx)
+		switch {
+		case err == nil:
+			took := time.Since(begin)
+			r.steps = append(r.steps, StepTime{Step: s.title, Seconds: took.Seconds()})
+			if took >= time.Second {
+				r.detail("done in %s", took.Round(100*time.Millisecond))
+			}
+		case s.demo && ctx.Err() == nil:
+			r.DemoErr = err
+			r.progress("FAILED: %v", err)
+		default:
+			return nil, err
+		}
 	}
 
-	r.progress("starting Temporal on %s and its Web UI on port %d (log: %s)", hostPort(cfg.TemporalPort), cfg.UIPort, cfg.logFile("temporal"))
-	tctx, cancel := context.WithTimeout(ctx, cfg.ReadyTimeout)
-	r.temporal, err = temporalserver.Start(tctx, temporalserver.Config{
-		DBFile:        filepath.Join(cfg.StateDir, "temporal.db"),
-		IP:            loopback,
-		FrontendPort:  cfg.TemporalPort,
-		UIPort:        cfg.UIPort,
-		Namespaces:    []string{Namespace},
-		LogFile:       cfg.logFile("temporal"),
-		CodecEndpoint: r.codecURL(),
-	})
-	cancel()
-	if err != nil {
-		return nil, err
-	}
-
-	r.progress("starting the meta cluster: etcd, kube-apiserver, kube-controller-manager (logs in %s)", filepath.Join(cfg.StateDir, "logs"))
-	r.cluster, err = metacluster.Start(ctx, metacluster.Config{
-		BinDir:                cfg.K8sBins,
-		Dir:                   cfg.StateDir,
-		EtcdPort:              cfg.EtcdPort,
-		APIServerPort:         cfg.APIServerPort,
-		ControllerManagerPort: cfg.ControllerManagerPort,
-		ReadyTimeout:          cfg.ReadyTimeout,
-		StopGrace:             cfg.StopGrace,
-	})
-	if err != nil {
-		return nil, err
-	}
-
-	r.progress("installing the CRDs from %s", cfg.CRDDir)
-	crds, err := metacluster.ApplyCRDs(ctx, r.cluster.RESTConfig(), cfg.CRDDir, cfg.ReadyTimeout)
-	if err != nil {
-		return nil, err
-	}
-	if err := metacluster.EnsureNamespace(ctx, r.cluster.RESTConfig(), SystemNamespace); err != nil {
-		return nil, err
-	}
-
-	r.progress("starting kok-manager (log: %s)", cfg.logFile(ManagerName))
-	manager, err := r.startManager(ctx)
-	if err != nil {
-		return nil, err
-	}
-
-	r.State = r.state(crds, manager)
+	r.State = r.state()
 	if err := writeState(cfg.StateDir, &r.State); err != nil {
 		return nil, err
 	}
@@ -148,17 +186,40 @@ func preflight(cfg Config) error {
 	if err := metacluster.CheckBinaries(cfg.K8sBins); err != nil {
 		return err
 	}
-	if info, err := os.Stat(cfg.ManagerBin); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
-		return fmt.Errorf("kok-manager not found or not executable at %s: run `make build` (or pass --manager-bin)", cfg.ManagerBin)
+	if err := executable(cfg.ManagerBin, ManagerName, "make build", "--manager-bin"); err != nil {
+		return err
 	}
 	if _, err := metacluster.ReadCRDs(cfg.CRDDir); err != nil {
 		return err
 	}
+	if cfg.Demo {
+		if err := executable(cfg.AgentBin, AgentName, "make build", "--agent-bin"); err != nil {
+			return err
+		}
+		if err := executable(cfg.KwokBin, KwokName, "make kwok", "--kwok-bin"); err != nil {
+			return err
+		}
+		if _, err := os.Stat(cfg.KwokStages); err != nil {
+			return fmt.Errorf("kwok stages: %w (pass --kwok-stages deploy/kwok/stages.yaml of a checkout)", err)
+		}
+	}
 	return cfg.checkPortsFree()
+}
+
+func executable(path, what, build, flag string) error {
+	if info, err := os.Stat(path); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s not found or not executable at %s: run `%s` (or pass %s)", what, path, build, flag)
+	}
+	return nil
 }
 
 func (r *Running) progress(format string, args ...any) {
 	_, _ = fmt.Fprintf(r.cfg.Progress, format+"\n", args...)
+}
+
+// detail is a line under the current step.
+func (r *Running) detail(format string, args ...any) {
+	_, _ = fmt.Fprintf(r.cfg.Progress, "      "+format+"\n", args...)
 }
 
 func (r *Running) codecKeyFile() string { return filepath.Join(r.cfg.StateDir, "codec.key") }
@@ -169,7 +230,7 @@ func (r *Running) uiURL() string { return "http://" + hostPort(r.cfg.UIPort) }
 
 // startCodec serves the codec key to the Web UI. The key is made once: losing it would make
 // every payload written with it unreadable.
-func (r *Running) startCodec() error {
+func (r *Running) startCodec(context.Context) error {
 	keyFile := r.codecKeyFile()
 	if _, err := os.Stat(keyFile); errors.Is(err, os.ErrNotExist) {
 		if err := codec.GenerateKeyFile(keyFile); err != nil {
@@ -195,7 +256,50 @@ func (r *Running) startCodec() error {
 	return nil
 }
 
-func (r *Running) startManager(ctx context.Context) (*supervisor.Process, error) {
+func (r *Running) startTemporal(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ReadyTimeout)
+	defer cancel()
+	var err error
+	r.temporal, err = temporalserver.Start(ctx, temporalserver.Config{
+		DBFile:        filepath.Join(r.cfg.StateDir, "temporal.db"),
+		IP:            loopback,
+		FrontendPort:  r.cfg.TemporalPort,
+		UIPort:        r.cfg.UIPort,
+		Namespaces:    []string{Namespace},
+		LogFile:       r.cfg.logFile("temporal"),
+		CodecEndpoint: r.codecURL(),
+	})
+	return err
+}
+
+func (r *Running) startMetaCluster(ctx context.Context) error {
+	var err error
+	r.cluster, err = metacluster.Start(ctx, metacluster.Config{
+		BinDir:                r.cfg.K8sBins,
+		Dir:                   r.cfg.StateDir,
+		EtcdPort:              r.cfg.EtcdPort,
+		APIServerPort:         r.cfg.APIServerPort,
+		ControllerManagerPort: r.cfg.ControllerManagerPort,
+		ReadyTimeout:          r.cfg.ReadyTimeout,
+		StopGrace:             r.cfg.StopGrace,
+	})
+	return err
+}
+
+func (r *Running) installCRDs(ctx context.Context) error {
+	var err error
+	r.crds, err = metacluster.ApplyCRDs(ctx, r.cluster.RESTConfig(), r.cfg.CRDDir, r.cfg.ReadyTimeout)
+	if err != nil {
+		return err
+	}
+	if err := metacluster.EnsureNamespace(ctx, r.cluster.RESTConfig(), SystemNamespace); err != nil {
+		return err
+	}
+	r.meta, err = newClient(r.cluster.RESTConfig())
+	return err
+}
+
+func (r *Running) startManager(ctx context.Context) error {
 	p, err := r.manager.Start(supervisor.Spec{
 		Name: ManagerName,
 		Path: r.cfg.ManagerBin,
@@ -203,6 +307,7 @@ func (r *Running) startManager(ctx context.Context) (*supervisor.Process, error)
 			"--kubeconfig=" + r.cluster.Kubeconfig(),
 			"--temporal-address=" + r.temporal.Address(),
 			"--temporal-namespace=" + Namespace,
+			"--temporal-ui-url=" + r.uiURL(),
 			"--codec-key-file=" + r.codecKeyFile(),
 			"--metrics-bind-address=" + hostPort(r.cfg.ManagerMetricsPort),
 			"--health-probe-bind-address=" + hostPort(r.cfg.ManagerProbePort),
@@ -211,34 +316,17 @@ func (r *Running) startManager(ctx context.Context) (*supervisor.Process, error)
 		LogPath: r.cfg.logFile(ManagerName),
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.ReadyTimeout)
-	defer cancel()
-	ready := r.managerReadyURL()
-	ticker := time.NewTicker(pollEvery)
-	defer ticker.Stop()
-	for {
-		err := httpOK(ctx, probeClient, ready)
-		if err == nil {
-			return p, nil
-		}
-		select {
-		case <-p.Done():
-			return nil, p.ExitError()
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%s not ready within %s (last check: %w); log: %s\n--- last lines of %s ---\n%s",
-				ManagerName, r.cfg.ReadyTimeout, err, p.LogPath(), p.LogPath(), p.LogTail(supervisor.TailLines))
-		case <-ticker.C:
-		}
-	}
+	r.managerP = p
+	return waitHTTP(ctx, r.cfg.ReadyTimeout, p, r.managerReadyURL())
 }
 
 func (r *Running) managerReadyURL() string {
 	return "http://" + hostPort(r.cfg.ManagerProbePort) + "/readyz"
 }
 
-func (r *Running) state(crds []string, manager *supervisor.Process) State {
+func (r *Running) state() State {
 	procs := map[string]*supervisor.Process{}
 	for _, p := range r.cluster.Processes() {
 		procs[p.Name()] = p
@@ -246,15 +334,15 @@ func (r *Running) state(crds []string, manager *supervisor.Process) State {
 	child := func(name, url, health string) Part {
 		return Part{URL: url, HealthURL: health, PID: procs[name].Pid(), Log: procs[name].LogPath()}
 	}
-	return State{
+	s := State{
 		PID:          os.Getpid(),
-		StartedAt:    time.Now().UTC(),
+		StartedAt:    r.startedAt.UTC(),
 		StateDir:     r.cfg.StateDir,
 		Kubeconfig:   r.cluster.Kubeconfig(),
 		CAFile:       r.cluster.CAFile(),
 		Namespace:    Namespace,
 		CodecKeyFile: r.codecKeyFile(),
-		CRDs:         crds,
+		CRDs:         r.crds,
 		Temporal:     Part{URL: r.temporal.Address(), Log: r.cfg.logFile("temporal")},
 		WebUI:        Part{URL: r.temporal.UIURL(), Log: r.cfg.logFile("temporal")},
 		Codec:        Part{URL: r.codecURL(), HealthURL: r.codecURL() + "/healthz"},
@@ -265,10 +353,24 @@ func (r *Running) state(crds []string, manager *supervisor.Process) State {
 		Manager: Part{
 			URL:       "http://" + hostPort(r.cfg.ManagerMetricsPort) + "/metrics",
 			HealthURL: r.managerReadyURL(),
-			PID:       manager.Pid(),
-			Log:       manager.LogPath(),
+			PID:       r.managerP.Pid(),
+			Log:       r.managerP.LogPath(),
 		},
+		Hosts:        r.hosts,
+		Kwok:         r.kwok,
+		Steps:        r.steps,
+		ReadySeconds: time.Since(r.startedAt).Seconds(),
 	}
+	if r.cfg.Demo {
+		d := r.demoInfo
+		d.Kubeconfig = r.demoKubeconfigPath()
+		d.Workers = hostNames(r.cfg.hosts(), RoleWorker)
+		if r.DemoErr != nil {
+			d.Problem = r.DemoErr.Error()
+		}
+		s.Demo = &d
+	}
+	return s
 }
 
 // supervise waits for the end (ctx) or the first failure, then stops everything.
@@ -302,6 +404,8 @@ func (r *Running) shutdown() {
 			_, _ = fmt.Fprintf(r.cfg.Progress, "warning: %v\n", err)
 		}
 	}
+	// An agent first stops its services, each with a grace period of its own (10 s).
+	warn(r.demo.StopAll(r.cfg.StopGrace + agentServiceGrace))
 	warn(r.manager.Stop(r.cfg.StopGrace))
 	if r.cluster != nil {
 		warn(r.cluster.Stop())

@@ -112,6 +112,8 @@ func testConfig(t *testing.T, bins string) Config {
 	cfg.K8sBins = bins
 	cfg.CRDDir = crds
 	cfg.ManagerBin = os.Args[0]
+	// The demo needs real kok binaries; tests/integration/devup_test.go runs it.
+	cfg.Demo = false
 	cfg.Progress = testWriter{t}
 	for _, p := range []*int{&cfg.TemporalPort, &cfg.UIPort, &cfg.CodecPort, &cfg.EtcdPort, &cfg.APIServerPort,
 		&cfg.ControllerManagerPort, &cfg.ManagerProbePort, &cfg.ManagerMetricsPort} {
@@ -230,6 +232,16 @@ func TestUpRestartAndCrash(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotRunning)
 }
 
+// demo turns the demo on (with stand-in binaries that exist) before mutate.
+func demo(mutate func(*Config)) func(*Config) {
+	return func(c *Config) {
+		c.Demo = true
+		c.AgentBin, c.KwokBin, c.KwokStages = c.ManagerBin, c.ManagerBin, c.ManagerBin
+		c.ClusterVersions = []string{"v1.37.2"}
+		mutate(c)
+	}
+}
+
 func TestUpRefusesBadConfigBeforeStartingAnything(t *testing.T) {
 	// Stand-ins: nothing may be run, so they only need to exist.
 	bins := t.TempDir()
@@ -254,6 +266,15 @@ func TestUpRefusesBadConfigBeforeStartingAnything(t *testing.T) {
 		"no state dir":   {func(c *Config) { c.StateDir = "" }, "--state-dir is empty"},
 		"port 0":         {func(c *Config) { c.EtcdPort = 0 }, "--etcd-port 0: not a TCP port"},
 		"zero readiness": {func(c *Config) { c.ReadyTimeout = 0 }, "--ready-timeout"},
+		"two masters":    {demo(func(c *Config) { c.Masters = 2 }), "--masters 2: a cluster has 1, 3 or 5 masters"},
+		"no workers":     {demo(func(c *Config) { c.Workers = 0 }), "--workers 0"},
+		"bad release":    {demo(func(c *Config) { c.ClusterVersions = []string{"1.37"} }), `--cluster-versions "1.37"`},
+		"demo version":   {demo(func(c *Config) { c.DemoVersion = "v1.30.0" }), "--demo-version v1.30.0 is not one of"},
+		"demo port":      {demo(func(c *Config) { c.DemoAPIServerPort = 65530 }), "--demo-apiserver-port"},
+		"agent port":     {demo(func(c *Config) { c.AgentMetricsPort = c.DemoAPIServerPort + 3 }), "--agent-metrics-port"},
+		"no agent":       {demo(func(c *Config) { c.AgentBin = "/nonexistent/kok-agent" }), "kok-agent not found"},
+		"no kwok":        {demo(func(c *Config) { c.KwokBin = "/nonexistent/kwok" }), "run `make kwok`"},
+		"no releases":    {demo(func(c *Config) { c.ClusterVersions = nil }), "no Kubernetes releases beside"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := base

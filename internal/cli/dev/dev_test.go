@@ -99,22 +99,81 @@ func TestBannerAndHealthOutput(t *testing.T) {
 	wd, err := os.Getwd()
 	require.NoError(t, err)
 	s := &devenv.State{
-		StateDir:   filepath.Join(wd, ".kok", "dev"),
-		Kubeconfig: filepath.Join(wd, ".kok", "dev", "meta.kubeconfig"),
-		Namespace:  "kok",
-		Temporal:   devenv.Part{URL: "127.0.0.1:7233"},
-		WebUI:      devenv.Part{URL: "http://127.0.0.1:8233"},
-		APIServer:  devenv.Part{URL: "https://127.0.0.1:6443"},
+		StateDir:     filepath.Join(wd, ".kok", "dev"),
+		Kubeconfig:   filepath.Join(wd, ".kok", "dev", "meta.kubeconfig"),
+		Namespace:    "kok",
+		Temporal:     devenv.Part{URL: "127.0.0.1:7233"},
+		WebUI:        devenv.Part{URL: "http://127.0.0.1:8233"},
+		APIServer:    devenv.Part{URL: "https://127.0.0.1:6443"},
+		ReadySeconds: 41.7,
 	}
 	var b bytes.Buffer
-	printBanner(&b, s, ".kok/dev")
+	printBanner(&b, s, ".kok/dev", "bin/k8s/v1.37.2")
+	require.Contains(t, b.String(), "kok is up in 42s")
 	require.Contains(t, b.String(), "http://127.0.0.1:8233/namespaces/kok/workflows")
-	require.Contains(t, b.String(), "kubectl --kubeconfig .kok/dev/meta.kubeconfig get clusters")
+	require.Contains(t, b.String(), "bin/k8s/v1.37.2/kubectl --kubeconfig .kok/dev/meta.kubeconfig get clusters")
 	require.Contains(t, b.String(), "Ctrl-C")
+
+	// With the demo: both kubeconfigs, and three things to try.
+	s.Demo = &devenv.Demo{
+		Name: "demo", Kubeconfig: filepath.Join(wd, ".kok", "dev", "demo.kubeconfig"), Endpoint: "https://127.0.0.2:16443",
+		Version: "v1.36.3", UpgradeTo: "v1.37.2", Workers: []string{"worker-1", "worker-2"}, Deployment: "default/demo",
+		PackageChange: &devenv.PackageChange{Machine: "worker-1", Index: 2, Package: "log-collector", From: "1.0.0", To: "1.1.0"},
+	}
+	b.Reset()
+	printBanner(&b, s, ".kok/dev", "bin/k8s/v1.37.2")
+	out := b.String()
+	for _, want := range []string{
+		"kubeconfig .kok/dev/demo.kubeconfig (or: ",
+		" kubeconfig demo --kubeconfig .kok/dev/meta.kubeconfig)",
+		"runs v1.36.3 with 2 Ready nodes",
+		" cluster upgrade demo --to v1.37.2 --kubeconfig .kok/dev/meta.kubeconfig",
+		`bin/k8s/v1.37.2/kubectl --kubeconfig .kok/dev/demo.kubeconfig patch machine worker-1 --type json -p '[{"op":"replace","path":"/spec/packages/2/version","value":"1.1.0"}]'`,
+		"http://127.0.0.1:8233/namespaces/kok/workflows/Cluster%2Fdemo",
+		"http://127.0.0.1:8233/namespaces/kok/workflows/Machine%2Fdemo%2Fworker-1",
+		" dev down (--purge deletes the state)",
+	} {
+		require.Contains(t, out, want)
+	}
+
+	// At the newest release, the first thing to try is a rollback.
+	s.Demo.UpgradeTo, s.Demo.RollbackTo = "", "v1.36.3"
+	b.Reset()
+	printBanner(&b, s, ".kok/dev", "bin/k8s/v1.37.2")
+	require.Contains(t, b.String(), " cluster rollback demo --kubeconfig .kok/dev/meta.kubeconfig")
+
+	// A demo that did not come up says why, and where to look.
+	s.Demo.Problem = "not ready within 10m0s: Creating, Create: etcd"
+	b.Reset()
+	printBanner(&b, s, ".kok/dev", "bin/k8s/v1.37.2")
+	require.Contains(t, b.String(), "The demo cluster is NOT ready: not ready within 10m0s: Creating, Create: etcd")
+	require.NotContains(t, b.String(), "Three things to try")
 
 	b.Reset()
 	printHealth(&b, []devenv.Health{{Part: "etcd", Healthy: true, Detail: "http://x"}, {Part: "kok-manager", Detail: "refused"}})
 	require.Equal(t, "etcd         healthy    http://x\nkok-manager  UNHEALTHY  refused\n", b.String())
+}
+
+func TestDownWithoutUp(t *testing.T) {
+	dir := t.TempDir()
+	out, err := run(context.Background(), "down", "--state-dir", dir)
+	require.NoError(t, err)
+	require.Equal(t, "kok dev up is not running on "+dir+"\n", out)
+
+	// --purge deletes a state directory, and only one.
+	notState := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(notState, "precious"), []byte("x"), 0o644))
+	_, err = run(context.Background(), "down", "--purge", "--state-dir", notState)
+	require.ErrorContains(t, err, "not a kok dev state directory, not deleting it")
+	require.FileExists(t, filepath.Join(notState, "precious"))
+
+	state := filepath.Join(t.TempDir(), "state")
+	require.NoError(t, os.MkdirAll(filepath.Join(state, "hosts", "worker-1"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(state, "codec.key"), []byte("k"), 0o600))
+	out, err = run(context.Background(), "down", "--purge", "--state-dir", state)
+	require.NoError(t, err)
+	require.Contains(t, out, "deleted "+state)
+	require.NoDirExists(t, state)
 }
 
 // freePorts returns n distinct free ports: each is held until all are picked.
@@ -155,7 +214,7 @@ spec:
   - {name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}
 `), 0o644))
 	state := filepath.Join(dir, "state")
-	args := []string{"up", "--state-dir", state, "--k8s-bins", bins, "--crds", crds, "--manager-bin", os.Args[0]}
+	args := []string{"up", "--demo=false", "--state-dir", state, "--k8s-bins", bins, "--crds", crds, "--manager-bin", os.Args[0]}
 	flags := []string{"temporal-port", "ui-port", "codec-port", "apiserver-port", "etcd-port",
 		"controller-manager-port", "manager-probe-port", "manager-metrics-port"}
 	for i, port := range freePorts(t, len(flags)) {

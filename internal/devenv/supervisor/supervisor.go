@@ -157,11 +157,19 @@ type Group struct {
 	mu     sync.Mutex
 	procs  []*Process
 	exited chan *ExitError
+	report func(*ExitError)
 }
 
-// NewGroup returns an empty group.
+// NewGroup returns an empty group whose first unexpected exit Exited delivers.
 func NewGroup() *Group {
 	return &Group{exited: make(chan *ExitError, 1)}
+}
+
+// NewReportingGroup returns an empty group for children whose exit does not end the system:
+// every child that exits without being stopped is passed to report, once, and Exited never
+// delivers.
+func NewReportingGroup(report func(*ExitError)) *Group {
+	return &Group{exited: make(chan *ExitError, 1), report: report}
 }
 
 // Start runs a child as part of the group.
@@ -176,6 +184,10 @@ func (g *Group) Start(spec Spec) (*Process, error) {
 	go func() {
 		<-p.done
 		if p.stopping.Load() {
+			return
+		}
+		if g.report != nil {
+			g.report(p.ExitError())
 			return
 		}
 		select {
@@ -201,6 +213,22 @@ func (g *Group) Stop(grace time.Duration) error {
 			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// StopAll stops every child at once, each with the given grace period: for children that
+// do not depend on each other, whose stops would only add up one after the other.
+func (g *Group) StopAll(grace time.Duration) error {
+	g.mu.Lock()
+	procs := slices.Clone(g.procs)
+	g.procs = nil
+	g.mu.Unlock()
+	errs := make([]error, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		wg.Go(func() { errs[i] = p.Stop(grace) })
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
