@@ -51,13 +51,13 @@ func TestProcessProviderControlPlane(t *testing.T) {
 		rel[string(c.Name)] = r
 	}
 
-	ports := process.Ports{
-		EtcdClient: harness.FreePort(t), EtcdPeer: harness.FreePort(t), APIServer: harness.FreePort(t),
-		ControllerManager: harness.FreePort(t), Scheduler: harness.FreePort(t),
-	}
-	master := process.Master{Host: "m1", IP: "127.0.0.1"}
-	url := "https://127.0.0.1:" + strconv.Itoa(ports.APIServer)
-	bundle, err := pki.NewClusterPKI(pki.Request{ClusterName: "c1", Masters: []pki.Master{{Name: "m1", IP: "127.0.0.1"}}, ServiceIP: "10.96.0.1"})
+	// The simulated host's own address, as a real master's; the ports follow the API server's.
+	ports, err := process.PortsFor(18443)
+	require.NoError(t, err)
+	ip := env.Addresses["m1"]
+	master := process.Master{Host: "m1", IP: ip}
+	url := "https://" + ip + ":" + strconv.Itoa(ports.APIServer)
+	bundle, err := pki.NewClusterPKI(pki.Request{ClusterName: "c1", Masters: []pki.Master{{Name: "m1", IP: ip}}, ServiceIP: "10.96.0.1"})
 	require.NoError(t, err)
 	files, err := process.FilesFor(bundle, "m1", url)
 	require.NoError(t, err)
