@@ -93,7 +93,7 @@ func Check(ctx context.Context, stateDir string) (*State, []Health, error) {
 			}},
 		)
 	}
-	results := make([]Health, len(probes))
+	results := make([]Health, len(probes), len(probes)+1)
 	var wg sync.WaitGroup
 	for i, p := range probes {
 		wg.Go(func() {
@@ -110,6 +110,11 @@ func Check(ctx context.Context, stateDir string) (*State, []Health, error) {
 		})
 	}
 	wg.Wait()
+	// Probes say how the parts are now; a demo that Up gave up on also lacks what the steps
+	// after the failed one would have made (kwok, Machines, the Deployment).
+	if s.Demo != nil && s.Demo.Problem != "" {
+		results = append(results, Health{Part: "demo", Detail: "kok dev up gave up building it: " + s.Demo.Problem + " (run kok dev up again to finish it)"})
+	}
 	return s, results, nil
 }
 

@@ -135,9 +135,6 @@ line per part. Exits 0 only when every part is healthy.`,
 			out := cmd.OutOrStdout()
 			_, _ = fmt.Fprintf(out, "kok dev up (pid %d) on %s, up since %s\n", s.PID, s.StateDir, s.StartedAt.Local().Format("2006-01-02 15:04:05"))
 			printHealth(out, results)
-			if s.Demo != nil && s.Demo.Problem != "" {
-				_, _ = fmt.Fprintf(out, "the demo did not come up: %s\n", s.Demo.Problem)
-			}
 			if bad := devenv.Unhealthy(results); len(bad) > 0 {
 				return fmt.Errorf("%d of %d parts unhealthy: %s", len(bad), len(results), strings.Join(bad, ", "))
 			}
@@ -214,7 +211,9 @@ func printBanner(w io.Writer, s *devenv.State, userStateDir, k8sBins string) {
 		{"meta cluster", s.APIServer.URL + ", kubeconfig " + meta},
 	}
 	d := s.Demo
-	if d != nil {
+	if d != nil && d.Endpoint == "" {
+		lines = append(lines, [2]string{"demo cluster", "not ready (see below)"})
+	} else if d != nil {
 		lines = append(lines, [2]string{"demo cluster", fmt.Sprintf("%s, kubeconfig %s (or: %s kubeconfig %s --kubeconfig %s)", orDash(d.Endpoint), devenv.DisplayPath(d.Kubeconfig), kok, d.Name, meta)})
 	}
 	lines = append(lines, [2]string{"logs", devenv.DisplayPath(filepath.Join(s.StateDir, "logs"))})
