@@ -258,7 +258,11 @@ func printBanner(w io.Writer, s *devenv.State, userStateDir, k8sBins string) {
 		_, _ = fmt.Fprintf(w, "  3. Watch both as workflows in the Web UI, every step an activity:\n       %s/%s\n       %s/%s\n",
 			ui, url.PathEscape("Cluster/"+d.Name), ui, url.PathEscape("Machine/"+d.Name+"/"+machine))
 	}
-	_, _ = fmt.Fprintf(w, "\nHealth of every part: %s dev status. Stop: Ctrl-C or %s dev down (--purge deletes the state).\n", kok, kok)
+	stateFlag := ""
+	if filepath.Clean(userStateDir) != filepath.Clean(devenv.DefaultStateDir) {
+		stateFlag = " --state-dir " + userStateDir
+	}
+	_, _ = fmt.Fprintf(w, "\nHealth of every part: %s dev status%s. Stop: Ctrl-C or %s dev down%s (--purge deletes the state).\n", kok, stateFlag, kok, stateFlag)
 	_, _ = fmt.Fprintln(w, "Press Ctrl-C to stop.")
 }
 

@@ -149,6 +149,12 @@ func TestBannerAndHealthOutput(t *testing.T) {
 	require.Contains(t, b.String(), "The demo cluster is NOT ready: not ready within 10m0s: Creating, Create: etcd")
 	require.NotContains(t, b.String(), "Three things to try")
 
+	// Another state directory: the commands printed must name it.
+	b.Reset()
+	printBanner(&b, s, "/tmp/kok-dev", "bin/k8s/v1.37.2")
+	require.Contains(t, b.String(), " dev status --state-dir /tmp/kok-dev.")
+	require.Contains(t, b.String(), " dev down --state-dir /tmp/kok-dev (--purge")
+
 	b.Reset()
 	printHealth(&b, []devenv.Health{{Part: "etcd", Healthy: true, Detail: "http://x"}, {Part: "kok-manager", Detail: "refused"}})
 	require.Equal(t, "etcd         healthy    http://x\nkok-manager  UNHEALTHY  refused\n", b.String())
