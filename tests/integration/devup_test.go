@@ -147,7 +147,6 @@ func newDevUp(t *testing.T) *devUp {
 		"--cluster-versions", harness.KubeVersion,
 		"--workers", "2",
 		"--demo-apiserver-port", strconv.Itoa(demoPort(t)),
-		"--stop-grace", "5s",
 	}
 	flags := []string{"temporal-port", "ui-port", "codec-port", "apiserver-port", "etcd-port", "controller-manager-port",
 		"manager-probe-port", "manager-metrics-port", "agent-metrics-port", "kwok-port"}
