@@ -24,8 +24,12 @@ func NewRootCommand() *cobra.Command {
 and signal in the Temporal Web UI; custom resources are the declaration and the dashboard.
 
 Start here:
-  kok dev up        bring up the whole system on this machine (Temporal + Web UI, meta cluster, manager)
-  kok dev status    check every part of it`,
+  kok dev up                   bring up the whole system on this machine: Temporal + Web UI, a meta
+                               cluster, kok-manager, simulated hosts and a demo business cluster
+  kok dev status               check every part of it
+  kok get clusters             business clusters; kok describe cluster NAME for the detail
+  kok cluster upgrade NAME --to VERSION, kok cluster rollback NAME
+  kok get machines             nodes (with --kubeconfig of the business cluster)`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
