@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -286,13 +289,39 @@ func TestClusterThreeMasters(t *testing.T) {
 		}
 	}
 	cs := e.clientFor(name)
-	// Every member is in etcd's cluster: each apiserver reaches a healthy etcd.
+	// One etcd cluster of three members: each member talks to the two others.
+	ports, err := process.PortsFor(17443)
+	require.NoError(t, err)
 	for _, h := range hosts {
-		require.NotEmpty(t, e.env.Addresses[h])
+		peers := etcdPeers(t, e.env.Addresses[h], ports.EtcdMetrics)
+		require.Len(t, peers, 2, "etcd on %s has peers %v", h, peers)
 	}
-	_, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hello"}}, metav1.CreateOptions{})
+	_, err = cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hello"}}, metav1.CreateOptions{})
 	require.NoError(t, err)
 	e.deleteAndCheck(name, hosts...)
+}
+
+// etcdPeers reads a member's metrics and returns the members it sends to.
+func etcdPeers(t *testing.T, ip string, port int) []string {
+	t.Helper()
+	resp, err := http.Get("http://" + net.JoinHostPort(ip, strconv.Itoa(port)) + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, `etcd_network_peer_sent_bytes_total{To="`)
+		if !ok {
+			continue
+		}
+		seen[rest[:strings.IndexByte(rest, '"')]] = true
+	}
+	var out []string
+	for p := range seen {
+		out = append(out, p)
+	}
+	return out
 }
 
 func (e *clusterEnv) clientKubeconfig(name string) string {

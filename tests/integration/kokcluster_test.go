@@ -33,30 +33,38 @@ func TestKokProviderClusterWorkflow(t *testing.T) {
 	for _, v := range []struct{ name, hex string }{{"v1.36.3", "a"}, {"v1.37.2", "b"}} {
 		require.NoError(t, c.Create(ctx, harness.FakeRelease(v.name, v.hex)))
 	}
-	require.NoError(t, c.Create(ctx, &kokv1.Cluster{
-		ObjectMeta: metav1.ObjectMeta{Name: "h1"},
-		Spec: kokv1.ClusterSpec{
-			PackageVersion: "v1.36.3", Provider: kokv1.ProviderKok, Masters: kokv1.ClusterMasters{Count: 3},
-			Health: kokv1.ClusterHealth{CheckInterval: &metav1.Duration{Duration: 5 * time.Second}},
-		},
-	}))
-	get := func() *kokv1.Cluster {
+	// Two clusters at once, served by one kok-manager: h2 is only created and deleted.
+	for _, name := range []string{"h1", "h2"} {
+		require.NoError(t, c.Create(ctx, &kokv1.Cluster{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: kokv1.ClusterSpec{
+				PackageVersion: "v1.36.3", Provider: kokv1.ProviderKok, Masters: kokv1.ClusterMasters{Count: 3},
+				Health: kokv1.ClusterHealth{CheckInterval: &metav1.Duration{Duration: 5 * time.Second}},
+			},
+		}))
+	}
+	getNamed := func(name string) *kokv1.Cluster {
 		var cl kokv1.Cluster
-		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "h1"}, &cl))
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: name}, &cl))
 		return &cl
 	}
-	running := func(version string) {
+	get := func() *kokv1.Cluster { return getNamed("h1") }
+	runningNamed := func(name, version string) {
 		t.Helper()
 		eventually(2*time.Minute, func(context.Context) error {
-			st := get().Status
+			st := getNamed(name).Status
 			if st.Phase != kokv1.ClusterRunning || st.CurrentPackageVersion != version || st.ReadyMasters != 3 {
 				return fmt.Errorf("phase %s current %q ready %d operation %+v conditions %+v%s",
-					st.Phase, st.CurrentPackageVersion, st.ReadyMasters, st.Operation, st.Conditions, harness.PendingPods(c, pki.Namespace("h1")))
+					st.Phase, st.CurrentPackageVersion, st.ReadyMasters, st.Operation, st.Conditions, harness.PendingPods(c, pki.Namespace(name)))
 			}
 			return nil
 		})
 	}
+	running := func(version string) { t.Helper(); runningNamed("h1", version) }
 	running("v1.36.3")
+	runningNamed("h2", "v1.36.3")
+	require.NotEqual(t, getNamed("h1").Status.Endpoint, getNamed("h2").Status.Endpoint)
+	require.NoError(t, c.Delete(ctx, getNamed("h2")))
 	cl := get()
 	require.Equal(t, kok.APIServerURL("h1", "", 6443), cl.Status.Endpoint)
 	require.NotNil(t, cl.Status.KubeconfigSecretRef)
@@ -74,17 +82,19 @@ func TestKokProviderClusterWorkflow(t *testing.T) {
 	require.Equal(t, "v1.36.3", get().Status.PreviousPackageVersion)
 
 	require.NoError(t, c.Delete(ctx, get()))
-	eventually(2*time.Minute, func(ctx context.Context) error {
-		err := c.Get(ctx, client.ObjectKey{Name: "h1"}, &kokv1.Cluster{})
-		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("cluster still there (%w)", err)
-		}
-		return nil
-	})
-	var pods corev1.PodList
-	require.NoError(t, c.List(ctx, &pods, client.InNamespace(pki.Namespace("h1"))))
-	require.Empty(t, pods.Items)
-	var secrets corev1.SecretList
-	require.NoError(t, c.List(ctx, &secrets, client.MatchingLabels{pki.LabelCluster: "h1"}))
-	require.Empty(t, secrets.Items)
+	for _, name := range []string{"h1", "h2"} {
+		eventually(2*time.Minute, func(ctx context.Context) error {
+			err := c.Get(ctx, client.ObjectKey{Name: name}, &kokv1.Cluster{})
+			if !apierrors.IsNotFound(err) {
+				return fmt.Errorf("cluster %s still there (%w)", name, err)
+			}
+			return nil
+		})
+		var pods corev1.PodList
+		require.NoError(t, c.List(ctx, &pods, client.InNamespace(pki.Namespace(name))))
+		require.Empty(t, pods.Items, name)
+		var secrets corev1.SecretList
+		require.NoError(t, c.List(ctx, &secrets, client.MatchingLabels{pki.LabelCluster: name}))
+		require.Empty(t, secrets.Items, name)
+	}
 }
