@@ -93,6 +93,11 @@ func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 			if err == nil {
 				err = o.ensure(ctx, h, specs[st.Component]).Get(ctx, nil)
 			}
+			if err == nil && st.Component == KubeAPIServer {
+				// The components after it start by reading from their master's API server: a
+				// controller-manager started before the new apiserver serves exits at once.
+				err = o.waitReady(ctx, []process.Master{masterOf(s.Masters, h)}, to.KubernetesVersion, p.View.HealthTimeout)
+			}
 			if err != nil {
 				failure = fmt.Errorf("%s on %s: %w", st.Component, h, err)
 				break
@@ -141,6 +146,9 @@ func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 			specs, err := o.render(ctx, h)
 			if err == nil {
 				err = o.ensure(ctx, h, specs[st.Component]).Get(ctx, nil)
+			}
+			if err == nil && st.Component == KubeAPIServer {
+				err = o.waitReady(ctx, []process.Master{masterOf(s.Masters, h)}, from.KubernetesVersion, p.View.HealthTimeout)
 			}
 			if err != nil {
 				s.WaitingForHuman = fmt.Sprintf("%s; rolling back %s on %s failed too: %v", why, st.Component, h, err)

@@ -529,12 +529,11 @@ func TestFailedUpgradeRollsBackAndIsRetriedOnlyAtANewGeneration(t *testing.T) {
 	})
 	end := w.run(t, env, s, 30*time.Minute)
 
-	// Canary only; every changed component back to the original release, newest change first;
-	// etcd is kept at the newer version (its data cannot be read by the older one).
+	// Canary only, stopped at the kube-apiserver that never gets ready (nothing after it is
+	// started against it); it goes back to the original release; etcd is kept at the newer
+	// version (its data cannot be read by the older one).
 	require.Equal(t, []string{
-		"m1 ensure etcd 3.6.5", "m1 ensure kube-apiserver v1.37.0", "m1 ensure kube-controller-manager v1.37.0",
-		"m1 ensure kube-scheduler v1.37.0", "m1 ensure machine-operator 0.37.0",
-		"m1 ensure machine-operator 0.36.0", "m1 ensure kube-scheduler v1.36.1", "m1 ensure kube-controller-manager v1.36.1",
+		"m1 ensure etcd 3.6.5", "m1 ensure kube-apiserver v1.37.0",
 		"m1 ensure kube-apiserver v1.36.1",
 	}, rolledBack.ensures())
 	require.Contains(t, rolledBack.phases(), string(kokv1.ClusterRollingBack))
