@@ -49,7 +49,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect one leader among replicas to run the watchers (workers run on every replica).")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "kok-system", "Namespace of the leader-election Lease.")
 	fs.StringVar(&o.ClusterName, "cluster-name", "local", "Name of the cluster this manager's kubeconfig points at. It serves that cluster's Machines and the control activities of task queue kok-cluster-<name>; it is part of every workflow ID.")
-	fs.BoolVar(&o.ServeClusters, "serve-clusters", true, "Serve the Cluster objects of this API server (a meta cluster): run their workflows' activities and watch them. A business cluster's machine operator runs with false.")
+	fs.BoolVar(&o.ServeClusters, "serve-clusters", true, "Serve the Cluster objects of this API server (a meta cluster): watch them, run their activities, and run every workflow (queue kok-control). A business cluster's machine operator runs with false: it serves only its cluster's Machines and API calls.")
 	fs.StringVar(&o.WebUI, "temporal-ui-url", "http://127.0.0.1:8233", "Base URL of the Temporal Web UI, for the workflow links written into status; empty leaves them out.")
 	o.Temporal.AddFlags(fs)
 	gofs := flag.NewFlagSet("", flag.ContinueOnError)
@@ -109,10 +109,19 @@ func Run(ctx context.Context, o Options) error {
 	defer tc.Close()
 
 	// Workflows run on the shared control queue; this cluster's API calls on its own queue, the
-	// only one whose worker holds this cluster's credentials.
-	control := worker.New(tc, workers.ControlTaskQueue, worker.Options{})
-	controlworker.RegisterWorkflows(control)
+	// only one whose worker holds this cluster's credentials. Only the meta cluster's managers
+	// run workflows: a machine operator is the binary of the release its cluster was created
+	// with, and workers of one queue must all run the same workflow code, or a task replayed
+	// by an older one fails as non-deterministic.
+	queues := []string{workers.ClusterTaskQueue(o.ClusterName)}
 	cluster := worker.New(tc, workers.ClusterTaskQueue(o.ClusterName), worker.Options{})
+	runners := []worker.Worker{cluster}
+	if o.ServeClusters {
+		control := worker.New(tc, workers.ControlTaskQueue, worker.Options{})
+		controlworker.RegisterWorkflows(control)
+		runners = append(runners, control)
+		queues = append(queues, workers.ControlTaskQueue)
+	}
 	deps := controlworker.Deps{Kube: mgr.GetClient()}
 	if o.ServeClusters {
 		if deps.Direct, err = ctrlclient.New(cfg, ctrlclient.Options{Scheme: scheme}); err != nil {
@@ -124,7 +133,7 @@ func Run(ctx context.Context, o Options) error {
 		controlworker.RegisterMetaActivities(cluster, deps)
 	}
 	controlworker.RegisterClusterActivities(cluster, deps)
-	for _, w := range []worker.Worker{control, cluster} {
+	for _, w := range runners {
 		if err := mgr.Add(&workerRunnable{w: w}); err != nil {
 			return err
 		}
@@ -151,7 +160,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.AddReadyzCheck("temporal", temporalCheck(tc)); err != nil {
 		return err
 	}
-	log.Info("starting kok-manager", "cluster", o.ClusterName, "taskQueues", []string{workers.ControlTaskQueue, workers.ClusterTaskQueue(o.ClusterName)}, "temporal", o.Temporal.Address, "namespace", o.Temporal.Namespace)
+	log.Info("starting kok-manager", "cluster", o.ClusterName, "taskQueues", queues, "temporal", o.Temporal.Address, "namespace", o.Temporal.Namespace)
 	return mgr.Start(ctx)
 }
 
