@@ -265,12 +265,13 @@ func TestClusterLifecycle(t *testing.T) {
 }
 
 // TestClusterThreeMasters creates a cluster of three masters (three etcd members) while
-// kok-manager is killed in the middle, and checks no component was installed twice.
+// kok-manager is killed in the middle, checks no component was installed twice, and upgrades
+// it master by master, the canary first.
 func TestClusterThreeMasters(t *testing.T) {
 	hosts := []string{"m1", "m2", "m3"}
 	e := startClusterEnv(t, hosts...)
 	const name = "c3"
-	e.create(name, newRelease, 17443, hosts...)
+	e.create(name, oldRelease, 17443, hosts...)
 	created := time.Now()
 	harness.Eventually(t, 3*time.Minute, func(context.Context) error {
 		st := e.get(name).Status
@@ -281,7 +282,7 @@ func TestClusterThreeMasters(t *testing.T) {
 	})
 	e.env.Manager.Kill()
 	e.env.Manager.Start()
-	e.running(name, newRelease, 5*time.Minute)
+	e.running(name, oldRelease, 5*time.Minute)
 	t.Logf("created a 3-master cluster in %s", time.Since(created).Round(time.Second))
 	for _, h := range hosts {
 		for pkg, n := range e.journal(h, "installed") {
@@ -298,6 +299,28 @@ func TestClusterThreeMasters(t *testing.T) {
 	}
 	_, err = cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hello"}}, metav1.CreateOptions{})
 	require.NoError(t, err)
+
+	// The upgrade goes master by master: while the canary m1 moves, m2 and m3 stay untouched.
+	e.setVersion(name, newRelease)
+	upgraded := time.Now()
+	harness.Eventually(t, 3*time.Minute, func(context.Context) error {
+		st := e.get(name).Status
+		if st.Operation == nil || st.Operation.CanaryHost != "m1" || !strings.Contains(st.Operation.Step, "m2") {
+			return fmt.Errorf("not at the second master yet: %+v", st.Operation)
+		}
+		return nil
+	})
+	c := e.running(name, newRelease, 6*time.Minute)
+	t.Logf("upgraded 3 masters in %s", time.Since(upgraded).Round(time.Second))
+	for _, m := range c.Status.Masters {
+		for _, comp := range m.Components {
+			if comp.Name == kokv1.ComponentKubeAPIServer {
+				require.Equal(t, newRelease, comp.Version, m.Host)
+			}
+		}
+	}
+	_, err = cs.CoreV1().Namespaces().Get(context.Background(), "hello", metav1.GetOptions{})
+	require.NoError(t, err, "objects survive the upgrade")
 	e.deleteAndCheck(name, hosts...)
 }
 
