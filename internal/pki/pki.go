@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -341,4 +342,14 @@ func (b *Bundle) IssuerCert(leaf string) ([]byte, error) {
 		}
 	}
 	return nil, fmt.Errorf("certificate %s is signed by none of the bundle's authorities", leaf)
+}
+
+// ServiceIP is the first address of a service CIDR: the `kubernetes` Service's VIP, which
+// kube-apiserver's serving certificate must cover (Request.ServiceIP).
+func ServiceIP(serviceCIDR string) (string, error) {
+	p, err := netip.ParsePrefix(serviceCIDR)
+	if err != nil {
+		return "", fmt.Errorf("service CIDR %q: %w", serviceCIDR, err)
+	}
+	return p.Masked().Addr().Next().String(), nil
 }

@@ -422,3 +422,19 @@ func clone(b *Bundle) *Bundle {
 	c.Leaves = maps.Clone(b.Leaves)
 	return &c
 }
+
+func TestServiceIP(t *testing.T) {
+	for cidr, want := range map[string]string{
+		"10.96.0.0/12":  "10.96.0.1",
+		"10.96.5.7/12":  "10.96.0.1",
+		"fd00:10::/108": "fd00:10::1",
+	} {
+		got, err := ServiceIP(cidr)
+		if err != nil || got != want {
+			t.Errorf("ServiceIP(%q) = %q, %v; want %q", cidr, got, err, want)
+		}
+	}
+	if _, err := ServiceIP("not-a-cidr"); err == nil {
+		t.Error("ServiceIP accepted a bad CIDR")
+	}
+}

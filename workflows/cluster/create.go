@@ -73,7 +73,7 @@ func CreateWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 	if err := step("pki", "certificates for %d master(s), endpoint %s", len(s.Masters), endpoint); err != nil {
 		return o.result(err)
 	}
-	serviceIP, err := ServiceIP(p.View.ServiceCIDR)
+	serviceIP, err := clusterpki.ServiceIP(p.View.ServiceCIDR)
 	if err != nil {
 		return OpResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("service CIDR: %v", err), "BadSpec", err)
 	}

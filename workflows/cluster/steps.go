@@ -285,22 +285,6 @@ func Endpoint(controlPlaneEndpoint string, masters []process.Master, port int) s
 	return "https://" + net.JoinHostPort(masters[0].IP, strconv.Itoa(port))
 }
 
-// ServiceIP is the first address of the service CIDR: the `kubernetes` Service's VIP.
-func ServiceIP(cidr string) (string, error) {
-	_, n, err := net.ParseCIDR(cidr)
-	if err != nil {
-		return "", err
-	}
-	ip := append(net.IP(nil), n.IP...)
-	for i := len(ip) - 1; i >= 0; i-- {
-		ip[i]++
-		if ip[i] != 0 {
-			break
-		}
-	}
-	return ip.String(), nil
-}
-
 func recentRecoveries(now time.Time, recoveries []time.Time, window time.Duration) int {
 	n := 0
 	for _, t := range recoveries {

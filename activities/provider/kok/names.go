@@ -1,9 +1,7 @@
 package kok
 
 import (
-	"fmt"
 	"net"
-	"net/netip"
 	"strconv"
 
 	"kok.dev/activities/pki"
@@ -95,7 +93,7 @@ func APIServerURL(cluster, namespace string, port int32) string {
 // APIServerURL, which the machine operator, running beside the control plane, can reach.
 func PKIParams(cluster, namespace string, masters int32, network kokv1.ClusterNetwork) (pki.EnsureClusterPKIParams, error) {
 	network = withNetworkDefaults(network)
-	serviceIP, err := firstServiceIP(network.ServiceCIDR)
+	serviceIP, err := clusterpki.ServiceIP(network.ServiceCIDR)
 	if err != nil {
 		return pki.EnsureClusterPKIParams{}, err
 	}
@@ -122,15 +120,6 @@ func PKIParams(cluster, namespace string, masters int32, network kokv1.ClusterNe
 		Request:   req,
 		Server:    APIServerURL(cluster, ns, network.APIServerPort),
 	}, nil
-}
-
-// firstServiceIP is the first address of the service range: the `kubernetes` Service's VIP.
-func firstServiceIP(cidr string) (string, error) {
-	p, err := netip.ParsePrefix(cidr)
-	if err != nil {
-		return "", fmt.Errorf("service CIDR %q: %w", cidr, err)
-	}
-	return p.Masked().Addr().Next().String(), nil
 }
 
 func namespaceOr(cluster, namespace string) string {
