@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
+	"kok.dev/activities/kube"
 	pkiacts "kok.dev/activities/pki"
 	kokv1 "kok.dev/api/v1alpha1"
 )
@@ -146,8 +147,7 @@ type ClusterEventParams struct {
 	Now     time.Time
 }
 
-// RecordClusterEvent writes an Event about the Cluster; its name is derived from the
-// content and the time, so a retried activity writes it once.
+// RecordClusterEvent writes an Event about the Cluster; a retried activity writes it once.
 func (a *Activities) RecordClusterEvent(ctx context.Context, p ClusterEventParams) error {
 	var c kokv1.Cluster
 	if err := a.Client.Get(ctx, types.NamespacedName{Name: p.Name}, &c); err != nil {
@@ -160,20 +160,13 @@ func (a *Activities) RecordClusterEvent(ctx context.Context, p ClusterEventParam
 	if p.Warning {
 		typ = corev1.EventTypeWarning
 	}
-	now := metav1.NewTime(p.Now)
-	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{Namespace: kokv1.EventNamespace, Name: fmt.Sprintf("%s.%x", c.Name, p.Now.UnixNano())},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: kokv1.SchemeGroupVersion.String(), Kind: "Cluster", Name: c.Name, UID: c.UID,
-		},
-		Type: typ, Reason: p.Reason, Message: truncate(p.Message, 1024),
-		FirstTimestamp: now, LastTimestamp: now, Count: 1,
-		Source: corev1.EventSource{Component: "kok-cluster-workflow"},
-	}
-	if err := a.Client.Create(ctx, ev); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("record event on cluster %s: %w", p.Name, err)
-	}
-	return nil
+	// Keyed by time and content: the workflow passes its own clock, so a retry is the same Event.
+	key := fmt.Sprintf("%d/%s/%s", p.Now.UnixNano(), p.Reason, p.Message)
+	ref := corev1.ObjectReference{APIVersion: kokv1.SchemeGroupVersion.String(), Kind: "Cluster", Name: c.Name, UID: c.UID}
+	return kube.CreateEvent(ctx, a.Client, ref, key, kube.EventSpec{
+		Type: typ, Reason: p.Reason, Message: truncate(p.Message, 1024), Time: p.Now,
+		Component: "kok-cluster-workflow", Controller: "kok.dev/cluster",
+	})
 }
 
 // ReleaseCluster removes the finalizer, letting a deleted Cluster go.

@@ -315,20 +315,38 @@ func (a *Activities) RecordMachineEvent(ctx context.Context, p MachineEventParam
 		}
 		return fmt.Errorf("get machine %s: %w", p.Machine, err)
 	}
-	sum := sha256.Sum256([]byte(p.Key))
-	t := metav1.NewTime(p.Time)
-	ev := &corev1.Event{
-		ObjectMeta: metav1.ObjectMeta{Namespace: kokv1.EventNamespace, Name: p.Machine + "." + hex.EncodeToString(sum[:8])},
-		InvolvedObject: corev1.ObjectReference{
-			APIVersion: kokv1.SchemeGroupVersion.String(), Kind: "Machine", Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion,
-		},
-		Type: p.Type, Reason: p.Reason, Message: p.Message,
-		Source:         corev1.EventSource{Component: "kok-machine-workflow"},
-		FirstTimestamp: t, LastTimestamp: t, Count: 1,
-		ReportingController: "kok.dev/machine", ReportingInstance: "kok-manager",
+	ref := corev1.ObjectReference{
+		APIVersion: kokv1.SchemeGroupVersion.String(), Kind: "Machine", Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion,
 	}
-	if err := a.Client.Create(ctx, ev); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("record event on machine %s: %w", p.Machine, err)
+	return CreateEvent(ctx, a.Client, ref, p.Key, EventSpec{
+		Type: p.Type, Reason: p.Reason, Message: p.Message, Time: p.Time, Component: "kok-machine-workflow", Controller: "kok.dev/machine",
+	})
+}
+
+// EventSpec is what an Event says and who says it.
+type EventSpec struct {
+	Type, Reason, Message string
+	Time                  time.Time
+	// Component is the Event's source; Controller its reporting controller.
+	Component, Controller string
+}
+
+// CreateEvent writes an Event about a cluster-scoped kok object into kokv1.EventNamespace. Its
+// name is the object's name and a hash of key, so the same key (a workflow's retried activity)
+// writes one Event, never two.
+func CreateEvent(ctx context.Context, c client.Client, about corev1.ObjectReference, key string, e EventSpec) error {
+	sum := sha256.Sum256([]byte(key))
+	t := metav1.NewTime(e.Time)
+	ev := &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Namespace: kokv1.EventNamespace, Name: about.Name + "." + hex.EncodeToString(sum[:8])},
+		InvolvedObject: about,
+		Type:           e.Type, Reason: e.Reason, Message: e.Message,
+		Source:         corev1.EventSource{Component: e.Component},
+		FirstTimestamp: t, LastTimestamp: t, Count: 1,
+		ReportingController: e.Controller, ReportingInstance: "kok-manager",
+	}
+	if err := c.Create(ctx, ev); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("record event on %s %s: %w", about.Kind, about.Name, err)
 	}
 	return nil
 }
