@@ -10,15 +10,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kokv1 "kok.dev/api/v1alpha1"
-	"kok.dev/internal/tclient"
-	"kok.dev/workers"
+	"kok.dev/watchers/entity"
 	clusterwf "kok.dev/workflows/cluster"
 )
 
@@ -72,28 +70,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, &c); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	deleting := !c.DeletionTimestamp.IsZero()
-	if deleting && !controllerutil.ContainsFinalizer(&c, kokv1.ClusterFinalizer) {
-		return ctrl.Result{}, nil
+	if skip, err := entity.EnsureFinalizer(ctx, r.Client, &c, kokv1.ClusterFinalizer); err != nil || skip {
+		return ctrl.Result{}, err
 	}
-	if !deleting && !controllerutil.ContainsFinalizer(&c, kokv1.ClusterFinalizer) {
-		patch := client.MergeFrom(c.DeepCopy())
-		controllerutil.AddFinalizer(&c, kokv1.ClusterFinalizer)
-		if err := r.Client.Patch(ctx, &c, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
-		}
-	}
-
-	id := clusterwf.WorkflowID(c.Name)
-	run, err := r.Temporal.SignalWithStartWorkflow(ctx, id, clusterwf.SignalReconcile, nil,
-		sdkclient.StartWorkflowOptions{ID: id, TaskQueue: workers.ControlTaskQueue},
-		clusterwf.WorkflowName, clusterwf.Params{Cluster: c.Name, MetaCluster: r.MetaCluster})
+	ref, err := entity.Signal(ctx, r.Temporal, entity.Workflow{
+		ID: clusterwf.WorkflowID(c.Name), Type: clusterwf.WorkflowName, Signal: clusterwf.SignalReconcile,
+		Params: clusterwf.Params{Cluster: c.Name, MetaCluster: r.MetaCluster},
+	}, r.WebUI, r.Namespace)
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("signal workflow %s: %w", id, err)
-	}
-	ref := &kokv1.WorkflowRef{ID: id, RunID: run.GetRunID()}
-	if r.WebUI != "" {
-		ref.URL = tclient.WebUIURL(r.WebUI, r.Namespace, id, "")
+		return ctrl.Result{}, err
 	}
 	if c.Status.Workflow == nil || *c.Status.Workflow != *ref {
 		patch := client.MergeFrom(c.DeepCopy())

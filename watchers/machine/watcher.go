@@ -11,15 +11,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kokv1 "kok.dev/api/v1alpha1"
-	"kok.dev/internal/tclient"
-	"kok.dev/workers"
+	"kok.dev/watchers/entity"
 	machinewf "kok.dev/workflows/machine"
 )
 
@@ -105,29 +103,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.Client.Get(ctx, req.NamespacedName, &m); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	deleting := !m.DeletionTimestamp.IsZero()
-	if deleting && !controllerutil.ContainsFinalizer(&m, kokv1.MachineFinalizer) {
-		return ctrl.Result{}, nil
+	if skip, err := entity.EnsureFinalizer(ctx, r.Client, &m, kokv1.MachineFinalizer); err != nil || skip {
+		return ctrl.Result{}, err
 	}
-	if !deleting && !controllerutil.ContainsFinalizer(&m, kokv1.MachineFinalizer) {
-		patch := client.MergeFrom(m.DeepCopy())
-		controllerutil.AddFinalizer(&m, kokv1.MachineFinalizer)
-		if err := r.Client.Patch(ctx, &m, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
-		}
-	}
-
-	id := machinewf.WorkflowID(r.Cluster, m.Name)
-	run, err := r.Temporal.SignalWithStartWorkflow(ctx, id, machinewf.SignalReconcile, nil,
-		sdkclient.StartWorkflowOptions{ID: id, TaskQueue: workers.ControlTaskQueue},
-		machinewf.WorkflowName, machinewf.Params{Cluster: r.Cluster, Machine: m.Name})
+	ref, err := entity.Signal(ctx, r.Temporal, entity.Workflow{
+		ID: machinewf.WorkflowID(r.Cluster, m.Name), Type: machinewf.WorkflowName, Signal: machinewf.SignalReconcile,
+		Params: machinewf.Params{Cluster: r.Cluster, Machine: m.Name},
+	}, r.WebUI, r.Namespace)
 	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("signal workflow %s: %w", id, err)
-	}
-
-	ref := &kokv1.WorkflowRef{ID: id, RunID: run.GetRunID()}
-	if r.WebUI != "" {
-		ref.URL = tclient.WebUIURL(r.WebUI, r.Namespace, id, "")
+		return ctrl.Result{}, err
 	}
 	if m.Status.Workflow == nil || *m.Status.Workflow != *ref {
 		patch := client.MergeFrom(m.DeepCopy())
