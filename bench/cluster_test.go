@@ -29,8 +29,8 @@ import (
 	pkiacts "kok.dev/activities/pki"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
+	clustercatalogue "kok.dev/dev/catalogue/cluster"
 	"kok.dev/internal/agent/state"
-	"kok.dev/internal/clustercatalogue"
 	"kok.dev/tests/harness"
 )
 

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"kok.dev/internal/devenv"
+	"kok.dev/dev/devenv"
+	"kok.dev/dev/simnode/catalogue"
 	"kok.dev/internal/manifest"
-	"kok.dev/internal/simnode/catalogue"
 	"kok.dev/tests/harness"
 )
 

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kokv1 "kok.dev/api/v1alpha1"
-	"kok.dev/internal/simnode/catalogue"
+	"kok.dev/dev/simnode/catalogue"
 	"kok.dev/tests/harness"
 )
 

@@ -6,10 +6,11 @@ import (
 	"net"
 	"strconv"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/temporal"
 	"k8s.io/apimachinery/pkg/types"
 
-	"kok.dev/activities/host"
 	pkiacts "kok.dev/activities/pki"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
@@ -36,7 +37,7 @@ type RenderMasterParams struct {
 // RenderMaster renders one master's packages (in start order) from the cluster's PKI, the
 // releases named and the Cluster's overrides. The result holds key material: it travels only
 // as payloads the codec encrypts, straight to the agent.
-func (a *Activities) RenderMaster(ctx context.Context, p RenderMasterParams) ([]host.PackageSpec, error) {
+func (a *Activities) RenderMaster(ctx context.Context, p RenderMasterParams) ([]hostapi.PackageSpec, error) {
 	var c kokv1.Cluster
 	if err := a.Client.Get(ctx, types.NamespacedName{Name: p.Cluster}, &c); err != nil {
 		return nil, fmt.Errorf("get cluster %s: %w", p.Cluster, err)

@@ -5,6 +5,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
+
+	"kok.dev/contract/hostapi"
 )
 
 func TestControlService(t *testing.T) {
@@ -12,38 +14,38 @@ func TestControlService(t *testing.T) {
 	h := newHost(t, root, slowRestarts) // the supervisor must not restart what the test stops
 	v1 := demoSpec(t, src, "1.0.0", demoScript("1.0.0"))
 	h.mustEnsure(v1)
-	control := func(action ServiceAction) (ControlServiceResult, error) {
+	control := func(action hostapi.ServiceAction) (hostapi.ControlServiceResult, error) {
 		t.Helper()
-		val, err := h.env.ExecuteActivity(h.a.ControlService, ControlServiceParams{Package: "demo", Action: action})
+		val, err := h.env.ExecuteActivity(h.a.ControlService, hostapi.ControlServiceParams{Package: "demo", Action: action})
 		if err != nil {
-			return ControlServiceResult{}, err
+			return hostapi.ControlServiceResult{}, err
 		}
-		var res ControlServiceResult
+		var res hostapi.ControlServiceResult
 		require.NoError(t, val.Get(&res))
 		return res, nil
 	}
 
 	first := h.sup.Status("demo").PID
-	res, err := control(ServiceStart)
+	res, err := control(hostapi.ServiceStart)
 	require.NoError(t, err)
-	require.Equal(t, ControlServiceResult{Running: true}, res, "starting a running service changes nothing")
+	require.Equal(t, hostapi.ControlServiceResult{Running: true}, res, "starting a running service changes nothing")
 
-	res, err = control(ServiceRestart)
+	res, err = control(hostapi.ServiceRestart)
 	require.NoError(t, err)
-	require.Equal(t, ControlServiceResult{Changed: true, Running: true}, res)
+	require.Equal(t, hostapi.ControlServiceResult{Changed: true, Running: true}, res)
 	require.NotEqual(t, first, h.sup.Status("demo").PID, "a restart is a new process")
 
-	res, err = control(ServiceStop)
+	res, err = control(hostapi.ServiceStop)
 	require.NoError(t, err)
 	require.True(t, res.Changed)
 	require.False(t, h.sup.Status("demo").Running)
-	res, err = control(ServiceStop)
+	res, err = control(hostapi.ServiceStop)
 	require.NoError(t, err)
 	require.False(t, res.Changed, "stopping a stopped service changes nothing")
 
-	res, err = control(ServiceStart)
+	res, err = control(hostapi.ServiceStart)
 	require.NoError(t, err)
-	require.Equal(t, ControlServiceResult{Changed: true, Running: true}, res)
+	require.Equal(t, hostapi.ControlServiceResult{Changed: true, Running: true}, res)
 	require.True(t, h.sup.Status("demo").Running)
 	require.Len(t, h.journal("service-Restart"), 1)
 	require.Len(t, h.journal("service-stopped"), 1)
@@ -51,10 +53,10 @@ func TestControlService(t *testing.T) {
 	for _, tc := range []struct {
 		pkg, action, want, errType string
 	}{
-		{"absent", "Start", "package absent is not installed on host w1", ErrTypeNotInstalled},
-		{"demo", "Pause", `unknown service action "Pause": want Start, Stop or Restart`, ErrTypeBadSpec},
+		{"absent", "Start", "package absent is not installed on host w1", hostapi.ErrTypeNotInstalled},
+		{"demo", "Pause", `unknown service action "Pause": want Start, Stop or Restart`, hostapi.ErrTypeBadSpec},
 	} {
-		_, err := h.env.ExecuteActivity(h.a.ControlService, ControlServiceParams{Package: tc.pkg, Action: ServiceAction(tc.action)})
+		_, err := h.env.ExecuteActivity(h.a.ControlService, hostapi.ControlServiceParams{Package: tc.pkg, Action: hostapi.ServiceAction(tc.action)})
 		var appErr *temporal.ApplicationError
 		require.ErrorAs(t, err, &appErr)
 		require.Equal(t, tc.errType, appErr.Type())

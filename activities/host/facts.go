@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"golang.org/x/sys/unix"
 
 	"kok.dev/internal/agent/installer"
@@ -50,27 +52,10 @@ type Activities struct {
 	acked map[string]int
 }
 
-// FactsResult describes a host.
-type FactsResult struct {
-	Host string
-	// Address is the host's service address (kok-agent --address).
-	Address   string
-	OS        string // PRETTY_NAME from os-release, e.g. "Debian GNU/Linux 12 (bookworm)"
-	OSID      string // ID from os-release, e.g. "debian"
-	Kernel    string // uname release
-	Arch      string // GOARCH naming, e.g. "amd64"
-	Simulated bool
-	// BootID changes with every boot (the kernel's boot_id; on a simulated host, its boot
-	// count), so a workflow can tell that a reboot it asked for has happened.
-	BootID string
-	// Installed lists the packages the agent has installed, sorted by name.
-	Installed []InstalledPackage
-}
-
 // Facts reports what the host is. A simulated host may carry its own etc/os-release under Root;
 // otherwise the machine's own is reported.
-func (a *Activities) Facts(ctx context.Context) (FactsResult, error) {
-	res := FactsResult{Host: a.Host, Address: a.Address, Arch: runtime.GOARCH, Simulated: a.Simulate}
+func (a *Activities) Facts(ctx context.Context) (hostapi.FactsResult, error) {
+	res := hostapi.FactsResult{Host: a.Host, Address: a.Address, Arch: runtime.GOARCH, Simulated: a.Simulate}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		return res, fmt.Errorf("uname: %w", err)
@@ -98,7 +83,7 @@ func (a *Activities) Facts(ctx context.Context) (FactsResult, error) {
 	}
 	for _, name := range st.names() {
 		spec := st.Packages[name].Spec
-		ip := InstalledPackage{Name: spec.Name, Version: spec.Version, DependsOn: spec.DependsOn, ServiceRunning: true}
+		ip := hostapi.InstalledPackage{Name: spec.Name, Version: spec.Version, DependsOn: spec.DependsOn, ServiceRunning: true}
 		if spec.Service != nil && a.Services != nil {
 			ip.ServiceRunning = a.Services.Status(spec.Service.Name).Running
 		}

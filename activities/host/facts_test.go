@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
+
+	"kok.dev/contract/hostapi"
 )
 
 func TestParseOSRelease(t *testing.T) {
@@ -37,7 +39,7 @@ func TestFactsReadsSimulatedRoot(t *testing.T) {
 	env.RegisterActivity(a)
 	val, err := env.ExecuteActivity(a.Facts)
 	require.NoError(t, err)
-	var got FactsResult
+	var got hostapi.FactsResult
 	require.NoError(t, val.Get(&got))
 	require.Equal(t, "w1", got.Host)
 	require.Equal(t, "kokos", got.OSID)

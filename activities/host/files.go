@@ -10,11 +10,13 @@ import (
 	"sort"
 	"strings"
 
+	"kok.dev/contract/hostapi"
+
 	"kok.dev/internal/agent/state"
 )
 
 // configDrift says how the file on disk differs from f, or "" when it matches.
-func (a *Activities) configDrift(f ConfigFile) (string, error) {
+func (a *Activities) configDrift(f hostapi.ConfigFile) (string, error) {
 	p := a.path(f.Path)
 	fi, err := os.Lstat(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -40,7 +42,7 @@ func (a *Activities) configDrift(f ConfigFile) (string, error) {
 }
 
 // ensureConfigs writes every file of files that is not as specified and says what it rewrote.
-func (a *Activities) ensureConfigs(files []ConfigFile) ([]string, error) {
+func (a *Activities) ensureConfigs(files []hostapi.ConfigFile) ([]string, error) {
 	var fixed []string
 	for _, f := range files {
 		why, err := a.configDrift(f)
@@ -63,7 +65,7 @@ func (a *Activities) ensureConfigs(files []ConfigFile) ([]string, error) {
 }
 
 // removeConfigs deletes the files of old whose paths keep does not list.
-func (a *Activities) removeConfigs(old, keep []ConfigFile) error {
+func (a *Activities) removeConfigs(old, keep []hostapi.ConfigFile) error {
 	kept := map[string]bool{}
 	for _, f := range keep {
 		kept[f.Path] = true

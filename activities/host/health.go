@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/temporal"
 
 	"kok.dev/internal/agent/probe"
@@ -21,29 +23,29 @@ const (
 // its service runs (or, without a service, once installed). With Wait it checks every period,
 // heartbeating, until a check passes or FailureThreshold checks in a row have failed. An
 // unhealthy package is a result, not an error: the workflow decides what to do about it.
-func (a *Activities) CheckHealth(ctx context.Context, p CheckHealthParams) (CheckHealthResult, error) {
+func (a *Activities) CheckHealth(ctx context.Context, p hostapi.CheckHealthParams) (hostapi.CheckHealthResult, error) {
 	st, err := a.loadState()
 	if err != nil {
-		return CheckHealthResult{}, err
+		return hostapi.CheckHealthResult{}, err
 	}
 	rec := st.Packages[p.Name]
 	if rec == nil {
-		return CheckHealthResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("package %s is not installed on host %s", p.Name, a.Host), ErrTypeNotInstalled, nil)
+		return hostapi.CheckHealthResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("package %s is not installed on host %s", p.Name, a.Host), hostapi.ErrTypeNotInstalled, nil)
 	}
 	ctx, stop := keepAlive(ctx)
 	defer stop()
 	spec := rec.Spec
 	if spec.HealthCheck == nil && spec.Service == nil {
-		return CheckHealthResult{Healthy: true, Message: fmt.Sprintf("%s %s is installed", spec.Name, spec.Version)}, nil
+		return hostapi.CheckHealthResult{Healthy: true, Message: fmt.Sprintf("%s %s is installed", spec.Name, spec.Version)}, nil
 	}
 	if spec.Service != nil {
 		if _, err := a.services(); err != nil {
-			return CheckHealthResult{}, err
+			return hostapi.CheckHealthResult{}, err
 		}
 	}
 
-	h := ProbeSpec{}
+	h := hostapi.ProbeSpec{}
 	if spec.HealthCheck != nil {
 		h = *spec.HealthCheck
 	}
@@ -55,7 +57,7 @@ func (a *Activities) CheckHealth(ctx context.Context, p CheckHealthParams) (Chec
 	if p.Wait && h.InitialDelaySec > 0 && spec.Service != nil {
 		started := a.Services.Status(spec.Service.Name).StartedAt
 		if err := sleepCtx(ctx, time.Until(started.Add(time.Duration(h.InitialDelaySec)*time.Second))); err != nil {
-			return CheckHealthResult{}, err
+			return hostapi.CheckHealthResult{}, err
 		}
 	}
 	for failures := 1; ; failures++ {
@@ -65,23 +67,23 @@ func (a *Activities) CheckHealth(ctx context.Context, p CheckHealthParams) (Chec
 			if spec.HealthCheck != nil {
 				msg = "health check passed"
 			}
-			return CheckHealthResult{Healthy: true, Message: msg}, nil
+			return hostapi.CheckHealthResult{Healthy: true, Message: msg}, nil
 		}
 		if !p.Wait {
-			return CheckHealthResult{Message: err.Error()}, nil
+			return hostapi.CheckHealthResult{Message: err.Error()}, nil
 		}
 		if failures >= threshold {
-			return CheckHealthResult{Message: fmt.Sprintf("%d checks in a row failed, %s apart; last: %v", failures, period, err)}, nil
+			return hostapi.CheckHealthResult{Message: fmt.Sprintf("%d checks in a row failed, %s apart; last: %v", failures, period, err)}, nil
 		}
 		heartbeat(ctx, fmt.Sprintf("check %d of %d failed: %v", failures, threshold, err))
 		if err := sleepCtx(ctx, period); err != nil {
-			return CheckHealthResult{}, err
+			return hostapi.CheckHealthResult{}, err
 		}
 	}
 }
 
 // checkOnce checks the service runs, then runs the probe.
-func (a *Activities) checkOnce(ctx context.Context, spec PackageSpec) error {
+func (a *Activities) checkOnce(ctx context.Context, spec hostapi.PackageSpec) error {
 	if spec.Service != nil {
 		if st := a.Services.Status(spec.Service.Name); !st.Running {
 			if st.LastExit != "" {
@@ -100,7 +102,7 @@ func (a *Activities) checkOnce(ctx context.Context, spec PackageSpec) error {
 	return probe.Check(ctx, ps)
 }
 
-func serviceName(spec PackageSpec) string {
+func serviceName(spec hostapi.PackageSpec) string {
 	if spec.Service == nil {
 		return ""
 	}

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/activity"
 
 	"kok.dev/internal/agent/fetch"
@@ -46,17 +48,17 @@ type hostState struct {
 
 // packageRecord is one applied package version.
 type packageRecord struct {
-	Spec      PackageSpec `json:"spec"`
-	SpecHash  string      `json:"specHash"`
-	AppliedAt time.Time   `json:"appliedAt"`
+	Spec      hostapi.PackageSpec `json:"spec"`
+	SpecHash  string              `json:"specHash"`
+	AppliedAt time.Time           `json:"appliedAt"`
 }
 
-func newRecord(spec PackageSpec) *packageRecord {
+func newRecord(spec hostapi.PackageSpec) *packageRecord {
 	return &packageRecord{Spec: spec, SpecHash: specHash(spec), AppliedAt: time.Now().UTC()}
 }
 
 // specHash identifies a spec: encoding/json writes struct fields in order and map keys sorted.
-func specHash(spec PackageSpec) string {
+func specHash(spec hostapi.PackageSpec) string {
 	data, _ := json.Marshal(spec)
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
@@ -139,7 +141,7 @@ func (a *Activities) runner() installer.Runner {
 	return a.Runner
 }
 
-func (a *Activities) fetcher(ctx context.Context, spec PackageSpec) *fetch.Fetcher {
+func (a *Activities) fetcher(ctx context.Context, spec hostapi.PackageSpec) *fetch.Fetcher {
 	return &fetch.Fetcher{
 		Dir: a.path(CacheDir),
 		Progress: func(done, total int64) {
@@ -160,7 +162,7 @@ func (a *Activities) installerFor(name string) installer.Installer {
 	}
 }
 
-func pkgOf(spec PackageSpec) installer.Package {
+func pkgOf(spec hostapi.PackageSpec) installer.Package {
 	return installer.Package{Name: spec.Name, Version: spec.Version, SHA256: spec.SHA256}
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"github.com/stretchr/testify/require"
 
 	"kok.dev/internal/agent/installer"
@@ -25,14 +27,14 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(childEnv); spec != "" {
 		var p struct {
 			Root string
-			Spec PackageSpec
+			Spec hostapi.PackageSpec
 		}
 		if err := json.Unmarshal([]byte(spec), &p); err != nil {
 			panic(err)
 		}
 		sup := supervisor.New(supervisor.Options{RunDir: filepath.Join(p.Root, RunDir), DieWithAgent: true})
 		a := &Activities{Host: "w1", Root: p.Root, Simulate: true, Services: sup, SettleTime: time.Hour}
-		_, err := a.EnsurePackage(context.Background(), EnsurePackageParams{Spec: p.Spec})
+		_, err := a.EnsurePackage(context.Background(), hostapi.EnsurePackageParams{Spec: p.Spec})
 		fmt.Println("ensure returned:", err)
 		os.Exit(1)
 	}
@@ -42,7 +44,7 @@ func TestMain(m *testing.M) {
 // crashMidUpgrade installs v1, then has an agent in another process start the upgrade to v2
 // and kills it while the new service settles: after download, unpack, configs and symlink,
 // before the state records the new version.
-func crashMidUpgrade(t *testing.T) (root string, v1, v2 PackageSpec, oldPID int) {
+func crashMidUpgrade(t *testing.T) (root string, v1, v2 hostapi.PackageSpec, oldPID int) {
 	root, src := t.TempDir(), t.TempDir()
 	v1, v2 = demoSpec(t, src, "1.0.0", demoScript("1.0.0")), demoSpec(t, src, "2.0.0", demoScript("2.0.0"))
 	h := newHost(t, root)
@@ -88,14 +90,14 @@ func TestAgentKilledMidUpgradeFinishesWithoutRedoing(t *testing.T) {
 
 	// ...and the workflow's retry finishes the upgrade without downloading or unpacking again.
 	res := h3.mustEnsure(v2)
-	require.Equal(t, EnsureUpgraded, res.Action)
+	require.Equal(t, hostapi.EnsureUpgraded, res.Action)
 	require.Equal(t, "1.0.0", res.PreviousVersion)
 	require.Contains(t, cmdline(t, h3.sup.Status("demo").PID), "/demo/2.0.0/bin/svc")
 	require.Empty(t, h3.state().Pending)
 	for step, want := range map[string]int{"downloaded": 2, "unpacked": 2, "installed": 1, "upgraded": 1} {
 		require.Len(t, h3.journal(step), want, "journal entries %q (one per version)", step)
 	}
-	require.Equal(t, EnsureNone, h3.mustEnsure(v2).Action)
+	require.Equal(t, hostapi.EnsureNone, h3.mustEnsure(v2).Action)
 }
 
 func TestAgentKilledMidUpgradeThenKeptAtOldVersion(t *testing.T) {
@@ -105,7 +107,7 @@ func TestAgentKilledMidUpgradeThenKeptAtOldVersion(t *testing.T) {
 
 	// The workflow changed its mind (the spec went back to 1.0.0): the half-done upgrade goes.
 	res := h.mustEnsure(v1)
-	require.Equal(t, EnsureRepaired, res.Action)
+	require.Equal(t, hostapi.EnsureRepaired, res.Action)
 	require.Contains(t, res.Repairs[0], "reinstalled demo 1.0.0")
 	link, err := os.Readlink(filepath.Join(root, "opt/kok/packages/demo/current"))
 	require.NoError(t, err)
@@ -114,7 +116,7 @@ func TestAgentKilledMidUpgradeThenKeptAtOldVersion(t *testing.T) {
 	require.Empty(t, h.state().Pending)
 	require.Len(t, h.journal("abandoned"), 1)
 	require.Contains(t, cmdline(t, h.sup.Status("demo").PID), "/demo/1.0.0/bin/svc")
-	require.Equal(t, EnsureNone, h.mustEnsure(v1).Action)
+	require.Equal(t, hostapi.EnsureNone, h.mustEnsure(v1).Action)
 }
 
 // readPID reads the supervisor's pid file of the demo service (0 when there is none yet).
@@ -206,20 +208,20 @@ func TestDebPackageThroughTheActivity(t *testing.T) {
 	require.NoError(t, err, "%s", b)
 	data, err := os.ReadFile(deb)
 	require.NoError(t, err)
-	spec := PackageSpec{
+	spec := hostapi.PackageSpec{
 		Name: "kok-demo", Version: "1.0.0", Installer: "deb", ArtifactURL: "file://" + deb, SHA256: sha256hex(data),
-		Service: &ServiceSpec{Command: []string{"${KOK_ROOT}/usr/bin/kok-demo"}},
+		Service: &hostapi.ServiceSpec{Command: []string{"${KOK_ROOT}/usr/bin/kok-demo"}},
 	}
-	require.Equal(t, EnsureInstalled, h.mustEnsure(spec).Action)
+	require.Equal(t, hostapi.EnsureInstalled, h.mustEnsure(spec).Action)
 	require.FileExists(t, filepath.Join(root, "usr/bin/kok-demo"))
 	require.True(t, h.sup.Status("kok-demo").Running)
-	require.Equal(t, EnsureNone, h.mustEnsure(spec).Action)
+	require.Equal(t, hostapi.EnsureNone, h.mustEnsure(spec).Action)
 
 	// Someone purges it behind the agent's back: the drift check puts it back.
 	b, err = exec.Command("dpkg", "--root="+root, "--admindir="+root+"/var/lib/dpkg", "--log="+root+"/var/log/dpkg.log", "--purge", "kok-demo").CombinedOutput()
 	require.NoError(t, err, "%s", b)
 	res := h.mustEnsure(spec)
-	require.Equal(t, EnsureRepaired, res.Action)
+	require.Equal(t, hostapi.EnsureRepaired, res.Action)
 	require.Contains(t, res.Repairs, "reinstalled kok-demo 1.0.0 (its files were missing or replaced)")
 	require.FileExists(t, filepath.Join(root, "usr/bin/kok-demo"))
 
@@ -235,16 +237,16 @@ func TestRemovePurgesDataDirectoriesAndRefusesOthers(t *testing.T) {
 	data := filepath.Join(root, "var/lib/kok/clusters/c1/etcd/member")
 	require.NoError(t, os.MkdirAll(data, 0o755))
 
-	val, err := h.env.ExecuteActivity(h.a.RemovePackage, RemovePackageParams{Name: "demo", Purge: []string{"/var/lib/kok/clusters/c1", "/var/lib/kok/clusters/absent"}})
+	val, err := h.env.ExecuteActivity(h.a.RemovePackage, hostapi.RemovePackageParams{Name: "demo", Purge: []string{"/var/lib/kok/clusters/c1", "/var/lib/kok/clusters/absent"}})
 	require.NoError(t, err)
-	var res RemovePackageResult
+	var res hostapi.RemovePackageResult
 	require.NoError(t, val.Get(&res))
 	require.True(t, res.Changed)
 	require.NoDirExists(t, filepath.Join(root, "var/lib/kok/clusters/c1"))
 	require.DirExists(t, filepath.Join(root, "var/lib/kok"), "only the named tree goes")
 
 	for _, bad := range []string{"/var/lib/kok/", "/var/lib/kok", "/etc", "var/lib/kok/x", "/var/lib/kok/../../etc", "/home/x"} {
-		_, err := h.env.ExecuteActivity(h.a.RemovePackage, RemovePackageParams{Name: "demo", Purge: []string{bad}})
+		_, err := h.env.ExecuteActivity(h.a.RemovePackage, hostapi.RemovePackageParams{Name: "demo", Purge: []string{bad}})
 		require.ErrorContains(t, err, "purge path", bad)
 	}
 }

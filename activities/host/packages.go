@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/temporal"
 
 	"kok.dev/internal/agent/fetch"
@@ -17,24 +19,24 @@ import (
 // where the host differs, so it is safe to run any number of times. The artifact's digest is
 // verified before anything changes. An install or upgrade whose service does not start is
 // rolled back to the previous version, running again, and fails with ErrTypeInstallFailed.
-func (a *Activities) EnsurePackage(ctx context.Context, p EnsurePackageParams) (EnsurePackageResult, error) {
+func (a *Activities) EnsurePackage(ctx context.Context, p hostapi.EnsurePackageParams) (hostapi.EnsurePackageResult, error) {
 	spec := normalize(p.Spec)
 	if err := validate(spec); err != nil {
-		return EnsurePackageResult{}, err
+		return hostapi.EnsurePackageResult{}, err
 	}
 	if _, err := a.services(); err != nil && spec.Service != nil {
-		return EnsurePackageResult{}, err
+		return hostapi.EnsurePackageResult{}, err
 	}
 	ctx, stop := keepAlive(ctx)
 	defer stop()
 	unlock, err := a.acquire(ctx)
 	if err != nil {
-		return EnsurePackageResult{}, err
+		return hostapi.EnsurePackageResult{}, err
 	}
 	defer unlock()
 	st, err := a.loadState()
 	if err != nil {
-		return EnsurePackageResult{}, err
+		return hostapi.EnsurePackageResult{}, err
 	}
 	if cur := st.Packages[spec.Name]; cur != nil && cur.Spec.Version == spec.Version && cur.Spec.Installer == spec.Installer {
 		res, err := a.repair(ctx, st, cur, spec)
@@ -47,10 +49,10 @@ func (a *Activities) EnsurePackage(ctx context.Context, p EnsurePackageParams) (
 }
 
 // change installs spec where the package is absent or at another version (prev).
-func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRecord, spec PackageSpec) (EnsurePackageResult, error) {
-	res := EnsurePackageResult{Action: EnsureInstalled, RebootRequired: spec.RebootRequired}
+func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRecord, spec hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
+	res := hostapi.EnsurePackageResult{Action: hostapi.EnsureInstalled, RebootRequired: spec.RebootRequired}
 	if prev != nil {
-		res.Action, res.PreviousVersion = EnsureUpgraded, prev.Spec.Version
+		res.Action, res.PreviousVersion = hostapi.EnsureUpgraded, prev.Spec.Version
 	}
 	what := fmt.Sprintf("install %s %s", spec.Name, spec.Version)
 	if prev != nil {
@@ -68,7 +70,7 @@ func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRec
 	if old := st.Pending[spec.Name]; old != nil && old.Spec.Version != spec.Version {
 		keep := spec.ConfigFiles
 		if prev != nil {
-			keep = append(append([]ConfigFile{}, keep...), prev.Spec.ConfigFiles...)
+			keep = append(append([]hostapi.ConfigFile{}, keep...), prev.Spec.ConfigFiles...)
 		}
 		if err := a.removeConfigs(old.Spec.ConfigFiles, keep); err != nil {
 			return res, err
@@ -103,7 +105,7 @@ func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRec
 
 // dropPending forgets a change that was under way when the agent died and that the workflow
 // no longer wants (the host is at spec, another version): configs only it wrote go too.
-func (a *Activities) dropPending(st *hostState, spec PackageSpec) error {
+func (a *Activities) dropPending(st *hostState, spec hostapi.PackageSpec) error {
 	p := st.Pending[spec.Name]
 	if p == nil {
 		return nil
@@ -121,8 +123,8 @@ func (a *Activities) dropPending(st *hostState, spec PackageSpec) error {
 
 // artifactFor returns the verified artifact of spec, or "" when the installer does not need it
 // (already installed, or the local installer still has it unpacked).
-func (a *Activities) artifactFor(ctx context.Context, spec PackageSpec) (string, error) {
-	if spec.Type == TypeSystemSetting {
+func (a *Activities) artifactFor(ctx context.Context, spec hostapi.PackageSpec) (string, error) {
+	if spec.Type == hostapi.TypeSystemSetting {
 		return "", nil
 	}
 	inst := a.installerFor(spec.Installer)
@@ -140,7 +142,7 @@ func (a *Activities) artifactFor(ctx context.Context, spec PackageSpec) (string,
 		a.journal(spec.Name, spec.Version, "refused", ce.Error())
 		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf(
 			"package %s %s: artifact %s has sha256 %s, expected %s; nothing on the host was changed",
-			spec.Name, spec.Version, ce.URL, ce.Actual, ce.Expected), ErrTypeChecksumMismatch, nil)
+			spec.Name, spec.Version, ce.URL, ce.Actual, ce.Expected), hostapi.ErrTypeChecksumMismatch, nil)
 	}
 	if err != nil {
 		return "", fmt.Errorf("package %s %s: %w", spec.Name, spec.Version, err)
@@ -151,8 +153,8 @@ func (a *Activities) artifactFor(ctx context.Context, spec PackageSpec) (string,
 
 // apply puts spec on the host over prev (nil when absent). Each step checks before it acts, so
 // applying again after an interruption repeats nothing that was done.
-func (a *Activities) apply(ctx context.Context, prev *packageRecord, spec PackageSpec, artifact string) error {
-	if spec.Type != TypeSystemSetting {
+func (a *Activities) apply(ctx context.Context, prev *packageRecord, spec hostapi.PackageSpec, artifact string) error {
+	if spec.Type != hostapi.TypeSystemSetting {
 		inst := a.installerFor(spec.Installer)
 		pkg := pkgOf(spec)
 		if ok, err := inst.Installed(ctx, pkg); err != nil {
@@ -197,7 +199,7 @@ func (a *Activities) apply(ctx context.Context, prev *packageRecord, spec Packag
 
 // rollback undoes a failed change: back to prev, running, or (a first install) nothing at all.
 // It returns the InstallFailed error the workflow reports.
-func (a *Activities) rollback(ctx context.Context, st *hostState, prev *packageRecord, spec PackageSpec, cause error) error {
+func (a *Activities) rollback(ctx context.Context, st *hostState, prev *packageRecord, spec hostapi.PackageSpec, cause error) error {
 	a.log().Warn("package change failed; rolling back", "package", spec.Name, "version", spec.Version, "err", cause)
 	var undo error
 	if prev == nil {
@@ -237,13 +239,13 @@ func (a *Activities) rollback(ctx context.Context, st *hostState, prev *packageR
 		msg = fmt.Sprintf("%v; rolled back: %s %s is installed%s", cause, prev.Spec.Name, prev.Spec.Version, running)
 		a.journal(spec.Name, spec.Version, "rolled-back", prev.Spec.Version)
 	}
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeInstallFailed, nil)
+	return temporal.NewNonRetryableApplicationError(msg, hostapi.ErrTypeInstallFailed, nil)
 }
 
 // takeOff removes everything spec put on the host: service, files, configs, sysctls.
-func (a *Activities) takeOff(ctx context.Context, spec PackageSpec) error {
+func (a *Activities) takeOff(ctx context.Context, spec hostapi.PackageSpec) error {
 	errs := []error{a.stopService(spec)}
-	if spec.Type != TypeSystemSetting {
+	if spec.Type != hostapi.TypeSystemSetting {
 		errs = append(errs, a.installerFor(spec.Installer).Remove(ctx, spec.Name))
 	}
 	errs = append(errs, a.removeConfigs(spec.ConfigFiles, nil), a.removeSysctls(spec.Name))
@@ -252,7 +254,7 @@ func (a *Activities) takeOff(ctx context.Context, spec PackageSpec) error {
 
 // tidy drops what a completed change no longer needs: the cached artifact, and unpacked
 // versions other than the new one and the one before it (kept for a quick rollback).
-func (a *Activities) tidy(spec PackageSpec, prev *packageRecord) {
+func (a *Activities) tidy(spec hostapi.PackageSpec, prev *packageRecord) {
 	if spec.SHA256 != "" {
 		_ = a.fetcher(context.Background(), spec).Forget(spec.SHA256)
 	}
@@ -268,20 +270,20 @@ func (a *Activities) tidy(spec PackageSpec, prev *packageRecord) {
 }
 
 // repair puts a package that is at the right version back to its spec and says what it fixed.
-func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageRecord, spec PackageSpec) (EnsurePackageResult, error) {
-	res := EnsurePackageResult{Action: EnsureNone}
+func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageRecord, spec hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
+	res := hostapi.EnsurePackageResult{Action: hostapi.EnsureNone}
 	var repairs []string
-	fail := func(err error) (EnsurePackageResult, error) {
+	fail := func(err error) (hostapi.EnsurePackageResult, error) {
 		res.Repairs = repairs
 		if ctx.Err() != nil {
 			return res, err
 		}
 		return res, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("repair %s %s: %v", spec.Name, spec.Version, err), ErrTypeInstallFailed, nil)
+			fmt.Sprintf("repair %s %s: %v", spec.Name, spec.Version, err), hostapi.ErrTypeInstallFailed, nil)
 	}
 
 	// Files of the package.
-	if spec.Type != TypeSystemSetting {
+	if spec.Type != hostapi.TypeSystemSetting {
 		inst := a.installerFor(spec.Installer)
 		ok, err := inst.Installed(ctx, pkgOf(spec))
 		if err != nil {
@@ -344,7 +346,7 @@ func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageReco
 		}
 	}
 	if len(repairs) > 0 {
-		res.Action, res.Repairs = EnsureRepaired, repairs
+		res.Action, res.Repairs = hostapi.EnsureRepaired, repairs
 		a.journal(spec.Name, spec.Version, "repaired", strings.Join(repairs, "; "))
 		a.log().Info("drift repaired", "package", spec.Name, "version", spec.Version, "repairs", repairs)
 	}
@@ -355,7 +357,7 @@ func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageReco
 // reports restarts the supervisor made on its own since the last check (the drift happened
 // even though it is mended). filesChanged: the package's files or configs were just rewritten,
 // and a running service would go on with the old ones.
-func (a *Activities) serviceDrift(spec PackageSpec, filesChanged bool) (restart, report string, err error) {
+func (a *Activities) serviceDrift(spec hostapi.PackageSpec, filesChanged bool) (restart, report string, err error) {
 	sm, err := a.services()
 	if err != nil {
 		return "", "", err

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"kok.dev/contract/hostapi"
 )
 
 func TestInstallUpgradeDowngradeRemove(t *testing.T) {
@@ -18,7 +20,7 @@ func TestInstallUpgradeDowngradeRemove(t *testing.T) {
 
 	// Install.
 	res := h.mustEnsure(v1)
-	require.Equal(t, EnsureInstalled, res.Action)
+	require.Equal(t, hostapi.EnsureInstalled, res.Action)
 	dir1 := filepath.Join(root, "opt/kok/packages/demo/1.0.0")
 	require.FileExists(t, filepath.Join(dir1, "bin/svc"))
 	link, err := os.Readlink(filepath.Join(root, "opt/kok/packages/demo/current"))
@@ -39,17 +41,17 @@ func TestInstallUpgradeDowngradeRemove(t *testing.T) {
 	require.NoFileExists(t, filepath.Join(root, CacheDir, v1.SHA256), "the cached artifact goes once installed")
 
 	facts := h.facts()
-	require.Equal(t, []InstalledPackage{{Name: "demo", Version: "1.0.0", DependsOn: []string{"base"}, ServiceRunning: true}}, facts.Installed)
+	require.Equal(t, []hostapi.InstalledPackage{{Name: "demo", Version: "1.0.0", DependsOn: []string{"base"}, ServiceRunning: true}}, facts.Installed)
 
 	// Again: nothing to do, nothing restarted.
 	res = h.mustEnsure(v1)
-	require.Equal(t, EnsureNone, res.Action)
+	require.Equal(t, hostapi.EnsureNone, res.Action)
 	require.Empty(t, res.Repairs)
 	require.Equal(t, st.PID, h.sup.Status("demo").PID)
 
 	// Upgrade.
 	res = h.mustEnsure(v2)
-	require.Equal(t, EnsureUpgraded, res.Action)
+	require.Equal(t, hostapi.EnsureUpgraded, res.Action)
 	require.Equal(t, "1.0.0", res.PreviousVersion)
 	st2 := h.sup.Status("demo")
 	require.False(t, alive(st.PID))
@@ -60,7 +62,7 @@ func TestInstallUpgradeDowngradeRemove(t *testing.T) {
 	// Downgrade: the previous version is still unpacked, so its artifact is not even needed.
 	require.NoError(t, os.Remove(strings.TrimPrefix(v1.ArtifactURL, "file://")))
 	res = h.mustEnsure(v1)
-	require.Equal(t, EnsureUpgraded, res.Action)
+	require.Equal(t, hostapi.EnsureUpgraded, res.Action)
 	require.Equal(t, "2.0.0", res.PreviousVersion)
 	require.Contains(t, cmdline(t, h.sup.Status("demo").PID), "/demo/1.0.0/bin/svc")
 	require.Equal(t, "1.0.0", h.state().Packages["demo"].Spec.Version)
@@ -68,14 +70,14 @@ func TestInstallUpgradeDowngradeRemove(t *testing.T) {
 	// Remove, twice.
 	pid := h.sup.Status("demo").PID
 	rm := h.remove("demo")
-	require.Equal(t, RemovePackageResult{Changed: true, Version: "1.0.0"}, rm)
+	require.Equal(t, hostapi.RemovePackageResult{Changed: true, Version: "1.0.0"}, rm)
 	require.False(t, alive(pid))
 	require.False(t, h.sup.Status("demo").Known)
 	require.NoDirExists(t, filepath.Join(root, "opt/kok/packages/demo"))
 	require.NoFileExists(t, filepath.Join(root, "etc/demo/demo.conf"))
 	require.NoFileExists(t, filepath.Join(root, "etc/sysctl.d/kok-demo.conf"))
 	require.Empty(t, h.state().Packages)
-	require.Equal(t, RemovePackageResult{}, h.remove("demo"))
+	require.Equal(t, hostapi.RemovePackageResult{}, h.remove("demo"))
 
 	steps := []string{}
 	for _, e := range h.journal("") {
@@ -99,7 +101,7 @@ func TestFailedUpgradeKeepsOldVersionRunning(t *testing.T) {
 
 	_, err := h.ensure(bad)
 	typ, msg := appErrType(t, err)
-	require.Equal(t, ErrTypeInstallFailed, typ)
+	require.Equal(t, hostapi.ErrTypeInstallFailed, typ)
 	require.Contains(t, msg, "change demo from 1.0.0 to 2.0.0")
 	require.Contains(t, msg, "exit status 3")
 	require.Contains(t, msg, "address already in use", "the service's own words say why")
@@ -119,7 +121,7 @@ func TestFailedUpgradeKeepsOldVersionRunning(t *testing.T) {
 	require.Len(t, h.journal("rolled-back"), 1)
 
 	// The old version is what Ensure finds now: nothing to repair.
-	require.Equal(t, EnsureNone, h.mustEnsure(v1).Action)
+	require.Equal(t, hostapi.EnsureNone, h.mustEnsure(v1).Action)
 }
 
 func TestFailedFirstInstallLeavesNothing(t *testing.T) {
@@ -127,7 +129,7 @@ func TestFailedFirstInstallLeavesNothing(t *testing.T) {
 	h := newHost(t, root)
 	_, err := h.ensure(demoSpec(t, src, "1.0.0", crashScript))
 	typ, msg := appErrType(t, err)
-	require.Equal(t, ErrTypeInstallFailed, typ)
+	require.Equal(t, hostapi.ErrTypeInstallFailed, typ)
 	require.Contains(t, msg, "nothing of demo 1.0.0 is left on the host")
 	require.False(t, h.sup.Status("demo").Known)
 	require.NoDirExists(t, filepath.Join(root, "opt/kok/packages/demo"))
@@ -150,7 +152,7 @@ func TestChecksumMismatchChangesNothing(t *testing.T) {
 	v2.SHA256 = strings.Repeat("ab", 32)
 	_, err = h.ensure(v2)
 	typ, msg := appErrType(t, err)
-	require.Equal(t, ErrTypeChecksumMismatch, typ)
+	require.Equal(t, hostapi.ErrTypeChecksumMismatch, typ)
 	for _, want := range []string{"package demo 2.0.0", "has sha256 " + actual, "expected " + v2.SHA256, "nothing on the host was changed"} {
 		require.Contains(t, msg, want)
 	}
@@ -170,7 +172,7 @@ func TestChecksumMismatchChangesNothing(t *testing.T) {
 	h2 := newHost(t, root2)
 	_, err = h2.ensure(v2)
 	typ, _ = appErrType(t, err)
-	require.Equal(t, ErrTypeChecksumMismatch, typ)
+	require.Equal(t, hostapi.ErrTypeChecksumMismatch, typ)
 	require.NoDirExists(t, filepath.Join(root2, "opt"))
 	require.NoDirExists(t, filepath.Join(root2, "etc"))
 }
@@ -187,7 +189,7 @@ func TestDriftRepairs(t *testing.T) {
 		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
 		require.Eventually(t, func() bool { return !h.sup.Status("demo").Running }, 10*time.Second, 10*time.Millisecond)
 		res := h.mustEnsure(v1)
-		require.Equal(t, EnsureRepaired, res.Action)
+		require.Equal(t, hostapi.EnsureRepaired, res.Action)
 		require.Equal(t, []string{"restarted stopped service demo (last exit: signal: killed)"}, res.Repairs)
 		require.True(t, h.sup.Status("demo").Running)
 	})
@@ -200,7 +202,7 @@ func TestDriftRepairs(t *testing.T) {
 		pid := h.sup.Status("demo").PID
 		require.NoError(t, os.WriteFile(filepath.Join(root, "etc/demo/demo.conf"), []byte("version = hacked\n"), 0o644))
 		res := h.mustEnsure(v1)
-		require.Equal(t, EnsureRepaired, res.Action)
+		require.Equal(t, hostapi.EnsureRepaired, res.Action)
 		require.Equal(t, []string{
 			"rewrote /etc/demo/demo.conf (content differed)",
 			"restarted service demo to load the repaired files",
@@ -227,7 +229,7 @@ func TestDriftRepairs(t *testing.T) {
 	t.Run("removed package files", func(t *testing.T) {
 		require.NoError(t, os.RemoveAll(filepath.Join(root, "opt/kok/packages/demo")))
 		res := h.mustEnsure(v1)
-		require.Equal(t, EnsureRepaired, res.Action)
+		require.Equal(t, hostapi.EnsureRepaired, res.Action)
 		require.Equal(t, []string{
 			"reinstalled demo 1.0.0 (its files were missing or replaced)",
 			"restarted service demo to load the repaired files",
@@ -237,7 +239,7 @@ func TestDriftRepairs(t *testing.T) {
 	})
 	t.Run("nothing left to repair", func(t *testing.T) {
 		res := h.mustEnsure(v1)
-		require.Equal(t, EnsureNone, res.Action)
+		require.Equal(t, hostapi.EnsureNone, res.Action)
 		require.Empty(t, res.Repairs)
 	})
 }
@@ -252,23 +254,23 @@ func TestRepairReportsRestartsTheSupervisorMade(t *testing.T) {
 	require.Eventually(t, func() bool { st := h.sup.Status("demo"); return st.Running && st.PID != pid }, 10*time.Second, 10*time.Millisecond)
 
 	res := h.mustEnsure(v1)
-	require.Equal(t, EnsureRepaired, res.Action)
+	require.Equal(t, hostapi.EnsureRepaired, res.Action)
 	require.Equal(t, []string{"service demo had stopped (last exit: signal: killed); the agent's supervisor restarted it (1 time(s))"}, res.Repairs)
-	require.Equal(t, EnsureNone, h.mustEnsure(v1).Action, "a restart is reported once")
+	require.Equal(t, hostapi.EnsureNone, h.mustEnsure(v1).Action, "a restart is reported once")
 }
 
 func TestBadSpecIsRefused(t *testing.T) {
 	h := newHost(t, t.TempDir())
-	spec := PackageSpec{
+	spec := hostapi.PackageSpec{
 		Name: "Bad_Name", Version: "1.0", Installer: "zip", ArtifactURL: "ftp://x/y", SHA256: "abc",
-		ConfigFiles: []ConfigFile{{Path: "etc/relative"}, {Path: "/etc/../passwd"}},
+		ConfigFiles: []hostapi.ConfigFile{{Path: "etc/relative"}, {Path: "/etc/../passwd"}},
 		Sysctls:     map[string]string{"not a key": "1"},
-		Service:     &ServiceSpec{Name: "svc", RestartPolicy: "Sometimes"},
-		HealthCheck: &ProbeSpec{HTTPURL: "http://x", TCPAddress: "a:1"},
+		Service:     &hostapi.ServiceSpec{Name: "svc", RestartPolicy: "Sometimes"},
+		HealthCheck: &hostapi.ProbeSpec{HTTPURL: "http://x", TCPAddress: "a:1"},
 	}
 	_, err := h.ensure(spec)
 	typ, msg := appErrType(t, err)
-	require.Equal(t, ErrTypeBadSpec, typ)
+	require.Equal(t, hostapi.ErrTypeBadSpec, typ)
 	for _, want := range []string{
 		`package name "Bad_Name"`, `installer "zip"`, `artifact URL "ftp://x/y"`, `sha256 "abc"`,
 		`path "etc/relative" must be absolute`, `path "/etc/../passwd" must be clean`, `sysctl "not a key"`,
@@ -281,14 +283,14 @@ func TestBadSpecIsRefused(t *testing.T) {
 func TestSystemSettingPackage(t *testing.T) {
 	root := t.TempDir()
 	h := newHost(t, root)
-	spec := PackageSpec{Name: "tuning", Version: "1", Type: TypeSystemSetting, Sysctls: map[string]string{"vm.max_map_count": "262144", "fs.inotify.max_user_watches": "524288"}}
-	require.Equal(t, EnsureInstalled, h.mustEnsure(spec).Action)
+	spec := hostapi.PackageSpec{Name: "tuning", Version: "1", Type: hostapi.TypeSystemSetting, Sysctls: map[string]string{"vm.max_map_count": "262144", "fs.inotify.max_user_watches": "524288"}}
+	require.Equal(t, hostapi.EnsureInstalled, h.mustEnsure(spec).Action)
 	requireFile(t, filepath.Join(root, "etc/sysctl.d/kok-tuning.conf"),
 		"# Written by kok-agent for package tuning; edits are reverted.\nfs.inotify.max_user_watches = 524288\nvm.max_map_count = 262144\n", 0o644)
 	res, err := h.health("tuning", false)
 	require.NoError(t, err)
 	require.True(t, res.Healthy)
-	require.Equal(t, EnsureNone, h.mustEnsure(spec).Action)
+	require.Equal(t, hostapi.EnsureNone, h.mustEnsure(spec).Action)
 	require.True(t, h.remove("tuning").Changed)
 	require.NoFileExists(t, filepath.Join(root, "etc/sysctl.d/kok-tuning.conf"))
 }

@@ -8,35 +8,37 @@ import (
 	"path"
 	"strings"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/temporal"
 )
 
 // RemovePackage stops a package's service and takes the package, its configs and its sysctls
 // off the host. Removing a package the host does not have succeeds with Changed false; a
 // package whose install was interrupted (pending) is cleaned up too.
-func (a *Activities) RemovePackage(ctx context.Context, p RemovePackageParams) (RemovePackageResult, error) {
+func (a *Activities) RemovePackage(ctx context.Context, p hostapi.RemovePackageParams) (hostapi.RemovePackageResult, error) {
 	if !dnsLabelRE.MatchString(p.Name) {
-		return RemovePackageResult{}, validate(PackageSpec{Name: p.Name})
+		return hostapi.RemovePackageResult{}, validate(hostapi.PackageSpec{Name: p.Name})
 	}
 	for _, dir := range p.Purge {
 		if !purgeable(dir) {
-			return RemovePackageResult{}, temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("remove %s: purge path %q must be a clean absolute path strictly below /var/lib/kok/ or /etc/kok/", p.Name, dir), ErrTypeBadSpec, nil)
+			return hostapi.RemovePackageResult{}, temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("remove %s: purge path %q must be a clean absolute path strictly below /var/lib/kok/ or /etc/kok/", p.Name, dir), hostapi.ErrTypeBadSpec, nil)
 		}
 	}
 	ctx, stop := keepAlive(ctx)
 	defer stop()
 	unlock, err := a.acquire(ctx)
 	if err != nil {
-		return RemovePackageResult{}, err
+		return hostapi.RemovePackageResult{}, err
 	}
 	defer unlock()
 	st, err := a.loadState()
 	if err != nil {
-		return RemovePackageResult{}, err
+		return hostapi.RemovePackageResult{}, err
 	}
 	cur, pending := st.Packages[p.Name], st.Pending[p.Name]
-	var res RemovePackageResult
+	var res hostapi.RemovePackageResult
 	var errs []error
 	for _, rec := range []*packageRecord{pending, cur} {
 		if rec == nil {
@@ -51,10 +53,10 @@ func (a *Activities) RemovePackage(ctx context.Context, p RemovePackageParams) (
 	}
 	// A local install killed before it recorded anything may have left files; they go too.
 	if !res.Changed {
-		dir := a.installerFor(InstallerLocal).PackageDir(pkgOf(PackageSpec{Name: p.Name}))
+		dir := a.installerFor(hostapi.InstallerLocal).PackageDir(pkgOf(hostapi.PackageSpec{Name: p.Name}))
 		if _, err := os.Stat(dir); err == nil {
 			res.Changed = true
-			errs = append(errs, a.installerFor(InstallerLocal).Remove(ctx, p.Name))
+			errs = append(errs, a.installerFor(hostapi.InstallerLocal).Remove(ctx, p.Name))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"kok.dev/internal/agent/supervisor"
 )
 
@@ -28,7 +30,7 @@ type ServiceManager interface {
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // serviceSpec turns a package's service into what the supervisor runs.
-func (a *Activities) serviceSpec(spec PackageSpec) supervisor.Spec {
+func (a *Activities) serviceSpec(spec hostapi.PackageSpec) supervisor.Spec {
 	svc := spec.Service
 	pkgDir := a.installerFor(spec.Installer).PackageDir(pkgOf(spec))
 	r := a.expander(pkgDir)
@@ -72,7 +74,7 @@ func (a *Activities) services() (ServiceManager, error) {
 }
 
 // startService (re)starts the package's service and forgets restarts reported so far.
-func (a *Activities) startService(ctx context.Context, spec PackageSpec) error {
+func (a *Activities) startService(ctx context.Context, spec hostapi.PackageSpec) error {
 	sm, err := a.services()
 	if err != nil {
 		return err
@@ -83,7 +85,7 @@ func (a *Activities) startService(ctx context.Context, spec PackageSpec) error {
 	return err
 }
 
-func (a *Activities) stopService(spec PackageSpec) error {
+func (a *Activities) stopService(spec hostapi.PackageSpec) error {
 	if spec.Service == nil {
 		return nil
 	}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -55,49 +57,49 @@ func newHost(t *testing.T, root string, opts ...hostOption) *testHost {
 	return &testHost{t: t, root: root, sup: sup, a: a, env: env}
 }
 
-func (h *testHost) ensure(spec PackageSpec) (EnsurePackageResult, error) {
+func (h *testHost) ensure(spec hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
 	h.t.Helper()
-	val, err := h.env.ExecuteActivity(h.a.EnsurePackage, EnsurePackageParams{Spec: spec})
+	val, err := h.env.ExecuteActivity(h.a.EnsurePackage, hostapi.EnsurePackageParams{Spec: spec})
 	if err != nil {
-		return EnsurePackageResult{}, err
+		return hostapi.EnsurePackageResult{}, err
 	}
-	var res EnsurePackageResult
+	var res hostapi.EnsurePackageResult
 	require.NoError(h.t, val.Get(&res))
 	return res, nil
 }
 
-func (h *testHost) mustEnsure(spec PackageSpec) EnsurePackageResult {
+func (h *testHost) mustEnsure(spec hostapi.PackageSpec) hostapi.EnsurePackageResult {
 	h.t.Helper()
 	res, err := h.ensure(spec)
 	require.NoError(h.t, err)
 	return res
 }
 
-func (h *testHost) remove(name string) RemovePackageResult {
+func (h *testHost) remove(name string) hostapi.RemovePackageResult {
 	h.t.Helper()
-	val, err := h.env.ExecuteActivity(h.a.RemovePackage, RemovePackageParams{Name: name})
+	val, err := h.env.ExecuteActivity(h.a.RemovePackage, hostapi.RemovePackageParams{Name: name})
 	require.NoError(h.t, err)
-	var res RemovePackageResult
+	var res hostapi.RemovePackageResult
 	require.NoError(h.t, val.Get(&res))
 	return res
 }
 
-func (h *testHost) health(name string, wait bool) (CheckHealthResult, error) {
+func (h *testHost) health(name string, wait bool) (hostapi.CheckHealthResult, error) {
 	h.t.Helper()
-	val, err := h.env.ExecuteActivity(h.a.CheckHealth, CheckHealthParams{Name: name, Wait: wait})
+	val, err := h.env.ExecuteActivity(h.a.CheckHealth, hostapi.CheckHealthParams{Name: name, Wait: wait})
 	if err != nil {
-		return CheckHealthResult{}, err
+		return hostapi.CheckHealthResult{}, err
 	}
-	var res CheckHealthResult
+	var res hostapi.CheckHealthResult
 	require.NoError(h.t, val.Get(&res))
 	return res, nil
 }
 
-func (h *testHost) facts() FactsResult {
+func (h *testHost) facts() hostapi.FactsResult {
 	h.t.Helper()
 	val, err := h.env.ExecuteActivity(h.a.Facts)
 	require.NoError(h.t, err)
-	var res FactsResult
+	var res hostapi.FactsResult
 	require.NoError(h.t, val.Get(&res))
 	return res
 }
@@ -191,18 +193,18 @@ func demoScript(version string) string {
 const crashScript = "#!/bin/sh\necho 'demo: listen tcp :10250: bind: address already in use' >&2\nexit 3\n"
 
 // demoSpec is package "demo" at version with the given service script.
-func demoSpec(t *testing.T, srcDir, version, script string) PackageSpec {
+func demoSpec(t *testing.T, srcDir, version, script string) hostapi.PackageSpec {
 	url, sum := artifact(t, srcDir, "demo-"+version+".tar.gz", map[string]string{"bin/svc": script, "VERSION": version + "\n"})
-	return PackageSpec{
+	return hostapi.PackageSpec{
 		Name:        "demo",
 		Version:     version,
 		Installer:   "local",
 		ArtifactURL: url,
 		SHA256:      sum,
 		DependsOn:   []string{"base"},
-		ConfigFiles: []ConfigFile{{Path: "/etc/demo/demo.conf", Content: "version = " + version + "\n", Mode: 0o644}},
+		ConfigFiles: []hostapi.ConfigFile{{Path: "/etc/demo/demo.conf", Content: "version = " + version + "\n", Mode: 0o644}},
 		Sysctls:     map[string]string{"net.ipv4.ip_forward": "1"},
-		Service: &ServiceSpec{
+		Service: &hostapi.ServiceSpec{
 			Name:    "demo",
 			Command: []string{"bin/svc"},
 			Args:    []string{"--config", "${KOK_ROOT}/etc/demo/demo.conf", "--host", "${KOK_HOST}"},

@@ -8,24 +8,12 @@ import (
 	"regexp"
 	"strings"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/temporal"
 
 	"kok.dev/internal/agent/fetch"
 	"kok.dev/internal/agent/probe"
-)
-
-// Package types and installers, as the API spells them.
-const (
-	TypeComponent     = "Component"
-	TypeKernelPatch   = "KernelPatch"
-	TypeSystemSetting = "SystemSetting"
-
-	InstallerLocal = "local"
-	InstallerDeb   = "deb"
-	InstallerRPM   = "rpm"
-
-	RestartAlways    = "Always"
-	RestartOnFailure = "OnFailure"
 )
 
 var (
@@ -37,12 +25,12 @@ var (
 
 // normalize fills the defaults the API would have: type Component, installer local, service
 // name = package name, restart policy Always, config mode 0644.
-func normalize(spec PackageSpec) PackageSpec {
+func normalize(spec hostapi.PackageSpec) hostapi.PackageSpec {
 	if spec.Type == "" {
-		spec.Type = TypeComponent
+		spec.Type = hostapi.TypeComponent
 	}
 	if spec.Installer == "" {
-		spec.Installer = InstallerLocal
+		spec.Installer = hostapi.InstallerLocal
 	}
 	if spec.Service != nil {
 		svc := *spec.Service
@@ -50,12 +38,12 @@ func normalize(spec PackageSpec) PackageSpec {
 			svc.Name = spec.Name
 		}
 		if svc.RestartPolicy == "" {
-			svc.RestartPolicy = RestartAlways
+			svc.RestartPolicy = hostapi.RestartAlways
 		}
 		spec.Service = &svc
 	}
 	if len(spec.ConfigFiles) > 0 {
-		files := make([]ConfigFile, len(spec.ConfigFiles))
+		files := make([]hostapi.ConfigFile, len(spec.ConfigFiles))
 		for i, f := range spec.ConfigFiles {
 			// Mode 0 is the Go zero value, not a request for an unreadable file: the API
 			// defaults mode to 0644, and so does the agent.
@@ -70,7 +58,7 @@ func normalize(spec PackageSpec) PackageSpec {
 }
 
 // validate says everything wrong with a normalized spec, naming the fields.
-func validate(spec PackageSpec) error {
+func validate(spec hostapi.PackageSpec) error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if !dnsLabelRE.MatchString(spec.Name) || len(spec.Name) > 63 {
@@ -80,16 +68,16 @@ func validate(spec PackageSpec) error {
 		bad("version %q must be lowercase letters, digits, '-' and '.'", spec.Version)
 	}
 	switch spec.Type {
-	case TypeComponent, TypeKernelPatch, TypeSystemSetting:
+	case hostapi.TypeComponent, hostapi.TypeKernelPatch, hostapi.TypeSystemSetting:
 	default:
 		bad("type %q must be Component, KernelPatch or SystemSetting", spec.Type)
 	}
 	switch spec.Installer {
-	case InstallerLocal, InstallerDeb, InstallerRPM:
+	case hostapi.InstallerLocal, hostapi.InstallerDeb, hostapi.InstallerRPM:
 	default:
 		bad("installer %q must be local, deb or rpm", spec.Installer)
 	}
-	if spec.Type != TypeSystemSetting {
+	if spec.Type != hostapi.TypeSystemSetting {
 		if u, err := url.Parse(spec.ArtifactURL); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
 			bad("artifact URL %q must be an http, https or file URL", spec.ArtifactURL)
 		}
@@ -132,7 +120,7 @@ func validate(spec PackageSpec) error {
 		if len(s.Command) == 0 || s.Command[0] == "" {
 			bad("service %s has no command", s.Name)
 		}
-		if s.RestartPolicy != RestartAlways && s.RestartPolicy != RestartOnFailure {
+		if s.RestartPolicy != hostapi.RestartAlways && s.RestartPolicy != hostapi.RestartOnFailure {
 			bad("service %s: restart policy %q must be Always or OnFailure", s.Name, s.RestartPolicy)
 		}
 		for k := range s.Env {
@@ -153,7 +141,7 @@ func validate(spec PackageSpec) error {
 		return nil
 	}
 	return temporal.NewNonRetryableApplicationError(
-		fmt.Sprintf("package %s %s cannot be applied: %v", spec.Name, spec.Version, errors.Join(errs...)), ErrTypeBadSpec, nil)
+		fmt.Sprintf("package %s %s cannot be applied: %v", spec.Name, spec.Version, errors.Join(errs...)), hostapi.ErrTypeBadSpec, nil)
 }
 
 // checkHostPath accepts absolute, clean paths below the root.
@@ -168,7 +156,7 @@ func checkHostPath(p string) error {
 }
 
 // probeSpec turns a health check into a probe, expanding the agent's variables when r is set.
-func probeSpec(h ProbeSpec, r interface{ Replace(string) string }) probe.Spec {
+func probeSpec(h hostapi.ProbeSpec, r interface{ Replace(string) string }) probe.Spec {
 	expand := func(s string) string {
 		if r == nil {
 			return s

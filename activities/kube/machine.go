@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,7 +20,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	"kok.dev/activities/host"
 	kokv1 "kok.dev/api/v1alpha1"
 )
 
@@ -46,7 +47,7 @@ type MachineDesired struct {
 	Orphan         bool
 	Paused         bool
 	DriftInterval  time.Duration
-	Packages       []host.PackageSpec
+	Packages       []hostapi.PackageSpec
 	ResolveErrors  []string
 	Gates          []GateSpec
 	Isolations     []string
@@ -110,9 +111,9 @@ func (a *Activities) ReadMachine(ctx context.Context, p ReadMachineParams) (Mach
 }
 
 // PackageSpecFrom converts a catalogue entry into what the agent needs.
-func PackageSpecFrom(mpv *kokv1.MachinePackageVersion) host.PackageSpec {
+func PackageSpecFrom(mpv *kokv1.MachinePackageVersion) hostapi.PackageSpec {
 	s := mpv.Spec
-	out := host.PackageSpec{
+	out := hostapi.PackageSpec{
 		Name: s.Package, Version: s.Version, Type: string(s.Type), Installer: string(s.Installer),
 		DependsOn: append([]string(nil), s.DependsOn...), RebootRequired: s.RebootRequired,
 	}
@@ -130,7 +131,7 @@ func PackageSpecFrom(mpv *kokv1.MachinePackageVersion) host.PackageSpec {
 		if f.Mode != nil {
 			mode = uint32(*f.Mode)
 		}
-		out.ConfigFiles = append(out.ConfigFiles, host.ConfigFile{Path: f.Path, Content: f.Content, Mode: mode})
+		out.ConfigFiles = append(out.ConfigFiles, hostapi.ConfigFile{Path: f.Path, Content: f.Content, Mode: mode})
 	}
 	if len(s.Sysctls) > 0 {
 		out.Sysctls = map[string]string{}
@@ -139,7 +140,7 @@ func PackageSpecFrom(mpv *kokv1.MachinePackageVersion) host.PackageSpec {
 		}
 	}
 	if s.Service != nil {
-		svc := &host.ServiceSpec{
+		svc := &hostapi.ServiceSpec{
 			Name: s.Service.Name, Command: append([]string(nil), s.Service.Command...),
 			Args: append([]string(nil), s.Service.Args...), RestartPolicy: string(s.Service.RestartPolicy),
 		}
@@ -158,7 +159,7 @@ func PackageSpecFrom(mpv *kokv1.MachinePackageVersion) host.PackageSpec {
 		out.Service = svc
 	}
 	if hc := s.HealthCheck; hc != nil {
-		p := &host.ProbeSpec{
+		p := &hostapi.ProbeSpec{
 			InitialDelaySec: int(hc.InitialDelaySeconds), PeriodSec: int(hc.PeriodSeconds),
 			TimeoutSec: int(hc.TimeoutSeconds), FailureThreshold: int(hc.FailureThreshold),
 		}
@@ -193,7 +194,7 @@ type MachineReport struct {
 	Phase              string
 	Schedulable        bool
 	Components         []ComponentReport
-	Facts              *host.FactsResult
+	Facts              *hostapi.FactsResult
 	Conditions         []ConditionReport
 	// ReportedConditions are the Condition ConfigMaps' conditions, copied as they are.
 	ReportedConditions []ReportedCondition

@@ -11,11 +11,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"kok.dev/internal/agent"
+	"kok.dev/cmd/kok-agent/app"
 )
 
 func main() {
-	var o agent.Options
+	var o app.Options
 	cmd := &cobra.Command{
 		Use:   "kok-agent",
 		Short: "Keep this host at the state kok declares for it",
@@ -30,7 +30,7 @@ Example (a simulated host for local testing):
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			return agent.Run(cmd.Context(), o, log)
+			return app.Run(cmd.Context(), o, log)
 		},
 	}
 	o.AddFlags(cmd.Flags())

@@ -10,11 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"kok.dev/internal/manager"
+	"kok.dev/cmd/kok-manager/app"
 )
 
 func main() {
-	var o manager.Options
+	var o app.Options
 	cmd := &cobra.Command{
 		Use:   "kok-manager",
 		Short: "Run kok's watchers and workflow worker",
@@ -29,7 +29,7 @@ Example (against the local system started by 'kok dev up'):
 		SilenceUsage: true,
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return manager.Run(cmd.Context(), o)
+			return app.Run(cmd.Context(), o)
 		},
 	}
 	o.AddFlags(cmd.Flags())

@@ -19,8 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"kok.dev/internal/simnode/health"
-	"kok.dev/internal/simnode/kubelet"
+	"kok.dev/dev/simnode/health"
+	"kok.dev/dev/simnode/kubelet"
 )
 
 func main() {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"kok.dev/internal/simnode/daemon"
-	"kok.dev/internal/simnode/health"
+	"kok.dev/dev/simnode/daemon"
+	"kok.dev/dev/simnode/health"
 )
 
 func main() {

@@ -8,13 +8,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"kok.dev/internal/cli"
+	"kok.dev/cmd/kok/app"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := cli.NewRootCommand().ExecuteContext(ctx); err != nil {
+	if err := app.NewRootCommand().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "kok:", err)
 		os.Exit(1)
 	}

@@ -10,8 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"kok.dev/dev/simnode/catalogue"
 	"kok.dev/internal/manifest"
-	"kok.dev/internal/simnode/catalogue"
 )
 
 func main() {

@@ -13,7 +13,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"kok.dev/internal/clustercatalogue"
+	clustercatalogue "kok.dev/dev/catalogue/cluster"
 	"kok.dev/internal/manifest"
 )
 

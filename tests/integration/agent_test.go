@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -26,9 +28,9 @@ import (
 	"kok.dev/activities/host"
 	"kok.dev/activities/kube"
 	kokv1 "kok.dev/api/v1alpha1"
-	"kok.dev/internal/simnode/catalogue"
+	"kok.dev/contract/queue"
+	"kok.dev/dev/simnode/catalogue"
 	"kok.dev/tests/harness"
-	"kok.dev/workers"
 )
 
 // hostCallWorkflow is a test-only workflow that runs one host activity, by name, on an agent's
@@ -44,7 +46,7 @@ type hostCall struct {
 
 func hostCallWorkflowFunc(ctx workflow.Context, c hostCall) (json.RawMessage, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           workers.HostTaskQueue(c.Host),
+		TaskQueue:           queue.HostTaskQueue(c.Host),
 		StartToCloseTimeout: 3 * time.Minute,
 		HeartbeatTimeout:    time.Minute,
 		// One attempt: the test wants to see errors, not retries.
@@ -102,17 +104,17 @@ func (d *agentDriver) call(hostName, activity string, arg, out any) error {
 	return nil
 }
 
-func (d *agentDriver) ensure(hostName string, m kokv1.MachinePackageVersion) host.EnsurePackageResult {
+func (d *agentDriver) ensure(hostName string, m kokv1.MachinePackageVersion) hostapi.EnsurePackageResult {
 	d.t.Helper()
-	var res host.EnsurePackageResult
-	require.NoError(d.t, d.call(hostName, "EnsurePackage", host.EnsurePackageParams{Spec: kube.PackageSpecFrom(&m)}, &res), m.Name)
+	var res hostapi.EnsurePackageResult
+	require.NoError(d.t, d.call(hostName, "EnsurePackage", hostapi.EnsurePackageParams{Spec: kube.PackageSpecFrom(&m)}, &res), m.Name)
 	return res
 }
 
 func (d *agentDriver) healthy(hostName, pkg string) {
 	d.t.Helper()
-	var res host.CheckHealthResult
-	require.NoError(d.t, d.call(hostName, "CheckHealth", host.CheckHealthParams{Name: pkg, Wait: true}, &res))
+	var res hostapi.CheckHealthResult
+	require.NoError(d.t, d.call(hostName, "CheckHealth", hostapi.CheckHealthParams{Name: pkg, Wait: true}, &res))
 	require.True(d.t, res.Healthy, "%s on %s: %s", pkg, hostName, res.Message)
 }
 
@@ -139,7 +141,7 @@ func TestAgentRunsSimulatedNode(t *testing.T) {
 	start := time.Now()
 	for _, name := range []string{"container-runtime-1.7.0", "kubelet-1.37.2"} {
 		res := d.ensure("w1", pkgs[name])
-		require.Equal(t, host.EnsureInstalled, res.Action, name)
+		require.Equal(t, hostapi.EnsureInstalled, res.Action, name)
 		d.healthy("w1", pkgs[name].Spec.Package)
 	}
 	t.Logf("container-runtime and kubelet installed and healthy in %s", time.Since(start))
@@ -151,16 +153,16 @@ func TestAgentRunsSimulatedNode(t *testing.T) {
 	require.Equal(t, "v1.37.2", node.Status.NodeInfo.KubeletVersion)
 	require.Equal(t, corev1.ConditionTrue, readyStatus(node))
 
-	var facts host.FactsResult
+	var facts hostapi.FactsResult
 	require.NoError(t, d.call("w1", "Facts", nil, &facts))
-	require.Equal(t, []host.InstalledPackage{
+	require.Equal(t, []hostapi.InstalledPackage{
 		{Name: "container-runtime", Version: "1.7.0", ServiceRunning: true},
 		{Name: "kubelet", Version: "1.37.2", DependsOn: []string{"container-runtime"}, ServiceRunning: true},
 	}, facts.Installed)
 	require.True(t, facts.Simulated)
 
 	// Idempotent: the same spec again changes nothing.
-	require.Equal(t, host.EnsureNone, d.ensure("w1", pkgs["kubelet-1.37.2"]).Action)
+	require.Equal(t, hostapi.EnsureNone, d.ensure("w1", pkgs["kubelet-1.37.2"]).Action)
 
 	agent := env.Agents["w1"]
 	rss := agentRSS(t, root)
@@ -194,7 +196,7 @@ func TestAgentRunsSimulatedNode(t *testing.T) {
 
 	// Upgrade the container runtime under the running kubelet.
 	res := d.ensure("w1", pkgs["container-runtime-1.7.1"])
-	require.Equal(t, host.EnsureUpgraded, res.Action)
+	require.Equal(t, hostapi.EnsureUpgraded, res.Action)
 	require.Equal(t, "1.7.0", res.PreviousVersion)
 	d.healthy("w1", "container-runtime")
 
@@ -203,15 +205,15 @@ func TestAgentRunsSimulatedNode(t *testing.T) {
 	// A checksum that does not match is refused and changes nothing.
 	bad := pkgs["kubelet-1.37.1"]
 	bad.Spec.Artifact = &kokv1.Artifact{URL: bad.Spec.Artifact.URL, SHA256: strings.Repeat("0", 64)}
-	err = d.call("w1", "EnsurePackage", host.EnsurePackageParams{Spec: kube.PackageSpecFrom(&bad)}, nil)
+	err = d.call("w1", "EnsurePackage", hostapi.EnsurePackageParams{Spec: kube.PackageSpecFrom(&bad)}, nil)
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
-	require.Equal(t, host.ErrTypeChecksumMismatch, appErr.Type())
-	require.Equal(t, host.EnsureNone, d.ensure("w1", pkgs["kubelet-1.37.2"]).Action)
+	require.Equal(t, hostapi.ErrTypeChecksumMismatch, appErr.Type())
+	require.Equal(t, hostapi.EnsureNone, d.ensure("w1", pkgs["kubelet-1.37.2"]).Action)
 
-	var rm host.RemovePackageResult
-	require.NoError(t, d.call("w1", "RemovePackage", host.RemovePackageParams{Name: "kubelet"}, &rm))
-	require.Equal(t, host.RemovePackageResult{Changed: true, Version: "1.37.2"}, rm)
+	var rm hostapi.RemovePackageResult
+	require.NoError(t, d.call("w1", "RemovePackage", hostapi.RemovePackageParams{Name: "kubelet"}, &rm))
+	require.Equal(t, hostapi.RemovePackageResult{Changed: true, Version: "1.37.2"}, rm)
 	require.NoDirExists(t, filepath.Join(root, "opt/kok/packages/kubelet"))
 }
 

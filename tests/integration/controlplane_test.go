@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,7 +21,7 @@ import (
 
 	"kok.dev/activities/host"
 	"kok.dev/activities/provider/process"
-	"kok.dev/internal/clustercatalogue"
+	clustercatalogue "kok.dev/dev/catalogue/cluster"
 	"kok.dev/internal/pki"
 	"kok.dev/tests/harness"
 )
@@ -70,9 +72,9 @@ func TestProcessProviderControlPlane(t *testing.T) {
 	d := newAgentDriver(t, env)
 	start := time.Now()
 	for _, p := range pkgs {
-		var res host.EnsurePackageResult
-		require.NoError(t, d.call("m1", "EnsurePackage", host.EnsurePackageParams{Spec: p}, &res), p.Name)
-		require.Equal(t, host.EnsureInstalled, res.Action, p.Name)
+		var res hostapi.EnsurePackageResult
+		require.NoError(t, d.call("m1", "EnsurePackage", hostapi.EnsurePackageParams{Spec: p}, &res), p.Name)
+		require.Equal(t, hostapi.EnsureInstalled, res.Action, p.Name)
 		d.healthy("m1", p.Name)
 	}
 	t.Logf("control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) installed and healthy in %s", time.Since(start).Round(time.Millisecond))
@@ -109,9 +111,9 @@ func TestProcessProviderControlPlane(t *testing.T) {
 		}
 		return nil
 	})
-	var res host.EnsurePackageResult
-	require.NoError(t, d.call("m1", "EnsurePackage", host.EnsurePackageParams{Spec: pkgs[1]}, &res))
-	require.Equal(t, host.EnsureRepaired, res.Action, "%+v", res)
+	var res hostapi.EnsurePackageResult
+	require.NoError(t, d.call("m1", "EnsurePackage", hostapi.EnsurePackageParams{Spec: pkgs[1]}, &res))
+	require.Equal(t, hostapi.EnsureRepaired, res.Action, "%+v", res)
 	d.healthy("m1", apiserver)
 	harness.Eventually(t, time.Minute, func(ctx context.Context) error {
 		ns, err := cs.CoreV1().Namespaces().Get(ctx, "hello", metav1.GetOptions{})

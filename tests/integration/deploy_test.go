@@ -32,8 +32,8 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
-	"kok.dev/internal/agent"
-	"kok.dev/internal/manager"
+	agent "kok.dev/cmd/kok-agent/app"
+	manager "kok.dev/cmd/kok-manager/app"
 	"kok.dev/tests/harness"
 )
 

@@ -27,10 +27,10 @@ import (
 
 	"kok.dev/activities/host"
 	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/dev/devenv"
+	"kok.dev/dev/simnode/catalogue"
 	"kok.dev/internal/agent/state"
-	"kok.dev/internal/devenv"
 	"kok.dev/internal/manifest"
-	"kok.dev/internal/simnode/catalogue"
 	"kok.dev/tests/harness"
 )
 

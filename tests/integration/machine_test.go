@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -24,8 +26,8 @@ import (
 
 	"kok.dev/activities/host"
 	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/dev/simnode/catalogue"
 	"kok.dev/internal/agent/state"
-	"kok.dev/internal/simnode/catalogue"
 	"kok.dev/tests/harness"
 )
 
@@ -343,7 +345,7 @@ func (w *machineWatch) installedVersion(pkg string) string {
 	data, err := os.ReadFile(filepath.Join(w.root, host.StateFile))
 	require.NoError(w.t, err)
 	var st struct {
-		Packages map[string]struct{ Spec host.PackageSpec }
+		Packages map[string]struct{ Spec hostapi.PackageSpec }
 	}
 	require.NoError(w.t, json.Unmarshal(data, &st))
 	return st.Packages[pkg].Spec.Version

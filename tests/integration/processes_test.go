@@ -8,18 +8,18 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"kok.dev/contract/queue"
 	"kok.dev/tests/harness"
-	"kok.dev/workers"
 )
 
 // TestManagerAndAgentsServeTheirQueues starts kok-manager and two kok-agents as real processes
 // and checks each polls its task queue: the plumbing every later suite stands on.
 func TestManagerAndAgentsServeTheirQueues(t *testing.T) {
 	env := harness.Start(t, harness.Options{Manager: true, Agents: []string{"w1", "w2"}})
-	queues := []string{workers.ControlTaskQueue, workers.ClusterTaskQueue("local"), workers.HostTaskQueue("w1"), workers.HostTaskQueue("w2")}
+	queues := []string{queue.ControlTaskQueue, queue.ClusterTaskQueue("local"), queue.HostTaskQueue("w1"), queue.HostTaskQueue("w2")}
 	for _, q := range queues {
 		kind := enumspb.TASK_QUEUE_TYPE_ACTIVITY
-		if q == workers.ControlTaskQueue {
+		if q == queue.ControlTaskQueue {
 			kind = enumspb.TASK_QUEUE_TYPE_WORKFLOW
 		}
 		harness.Eventually(t, time.Minute, func(ctx context.Context) error {
@@ -39,7 +39,7 @@ func TestManagerAndAgentsServeTheirQueues(t *testing.T) {
 	restarted := time.Now()
 	env.Agents["w1"].Start()
 	harness.Eventually(t, time.Minute, func(ctx context.Context) error {
-		resp, err := env.TemporalClient.DescribeTaskQueue(ctx, workers.HostTaskQueue("w1"), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+		resp, err := env.TemporalClient.DescribeTaskQueue(ctx, queue.HostTaskQueue("w1"), enumspb.TASK_QUEUE_TYPE_ACTIVITY)
 		if err != nil {
 			return err
 		}

@@ -9,8 +9,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/contract/queue"
 	"kok.dev/internal/tclient"
-	"kok.dev/workers"
 )
 
 // EnsureFinalizer adds finalizer to a live object. It returns skip when the object is being
@@ -41,7 +41,7 @@ type Workflow struct {
 // and returns the reference that status records (with a Web UI link when webUI is set).
 func Signal(ctx context.Context, tc sdkclient.Client, w Workflow, webUI, namespace string) (*kokv1.WorkflowRef, error) {
 	run, err := tc.SignalWithStartWorkflow(ctx, w.ID, w.Signal, nil,
-		sdkclient.StartWorkflowOptions{ID: w.ID, TaskQueue: workers.ControlTaskQueue}, w.Type, w.Params)
+		sdkclient.StartWorkflowOptions{ID: w.ID, TaskQueue: queue.ControlTaskQueue}, w.Type, w.Params)
 	if err != nil {
 		return nil, fmt.Errorf("signal workflow %s: %w", w.ID, err)
 	}

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"strings"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"kok.dev/activities/controlplane"
-	"kok.dev/activities/host"
 	pkiacts "kok.dev/activities/pki"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
@@ -91,7 +92,7 @@ func CreateWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 	}
 	s.Report.HasKubeconfig = true
 
-	specs := map[string]map[string]host.PackageSpec{}
+	specs := map[string]map[string]hostapi.PackageSpec{}
 	for _, m := range s.Masters {
 		sp, err := o.render(ctx, m.Host)
 		if err != nil {

@@ -3,10 +3,11 @@ package cluster
 import (
 	"fmt"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/workflow"
 
 	"kok.dev/activities/controlplane"
-	"kok.dev/activities/host"
 	pkiacts "kok.dev/activities/pki"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
@@ -26,7 +27,7 @@ func DeleteWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 			return OpResult{State: s}, err
 		}
 		for i, comp := range order {
-			params := host.RemovePackageParams{Name: process.PackageName(p.Cluster, comp)}
+			params := hostapi.RemovePackageParams{Name: process.PackageName(p.Cluster, comp)}
 			if i == len(order)-1 {
 				params.Purge = []string{process.Dir(p.Cluster), "/var/lib/kok/clusters/" + p.Cluster}
 			}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -14,7 +16,7 @@ import (
 	"kok.dev/activities/host"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
-	"kok.dev/workers"
+	"kok.dev/contract/queue"
 )
 
 // Timeouts and retries, each named for why it is what it is.
@@ -30,7 +32,7 @@ var (
 	// master that cannot install is a failed step the operation must handle.
 	hostRetry = &temporal.RetryPolicy{
 		InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 4,
-		NonRetryableErrorTypes: []string{host.ErrTypeBadSpec, host.ErrTypeChecksumMismatch, host.ErrTypeInstallFailed, host.ErrTypeNotInstalled},
+		NonRetryableErrorTypes: []string{hostapi.ErrTypeBadSpec, hostapi.ErrTypeChecksumMismatch, hostapi.ErrTypeInstallFailed, hostapi.ErrTypeNotInstalled},
 	}
 	// agentScheduleToStart: a host task not picked up within this is an agent that is down.
 	agentScheduleToStart = 2 * time.Minute
@@ -59,13 +61,13 @@ type op struct {
 
 func (o *op) metaCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue: workers.ClusterTaskQueue(o.meta), StartToCloseTimeout: time.Minute, RetryPolicy: metaRetry,
+		TaskQueue: queue.ClusterTaskQueue(o.meta), StartToCloseTimeout: time.Minute, RetryPolicy: metaRetry,
 	})
 }
 
 func hostCtx(ctx workflow.Context, h string, timeout time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue: workers.HostTaskQueue(h), ScheduleToStartTimeout: agentScheduleToStart,
+		TaskQueue: queue.HostTaskQueue(h), ScheduleToStartTimeout: agentScheduleToStart,
 		StartToCloseTimeout: timeout, HeartbeatTimeout: installHeartbeat, RetryPolicy: hostRetry,
 	})
 }
@@ -111,15 +113,15 @@ func (o *op) event(ctx workflow.Context, warning bool, reason, format string, ar
 }
 
 // render returns one master's packages as Running says it runs them.
-func (o *op) render(ctx workflow.Context, h string) (map[string]host.PackageSpec, error) {
-	var specs []host.PackageSpec
+func (o *op) render(ctx workflow.Context, h string) (map[string]hostapi.PackageSpec, error) {
+	var specs []hostapi.PackageSpec
 	err := workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.RenderMaster, controlplane.RenderMasterParams{
 		Cluster: o.cluster, Masters: o.s.Masters, Host: h, Releases: o.s.Running[h], Ports: o.s.Ports,
 	}).Get(ctx, &specs)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]host.PackageSpec{}
+	out := map[string]hostapi.PackageSpec{}
 	for _, sp := range specs {
 		out[componentOf(o.cluster, sp.Name)] = sp
 	}
@@ -131,13 +133,13 @@ func componentOf(cluster, pkg string) string {
 }
 
 // ensure installs (or upgrades, or repairs) one component on one master.
-func (o *op) ensure(ctx workflow.Context, h string, spec host.PackageSpec) workflow.Future {
-	return workflow.ExecuteActivity(hostCtx(ctx, h, installTimeout), hostActs.EnsurePackage, host.EnsurePackageParams{Spec: spec})
+func (o *op) ensure(ctx workflow.Context, h string, spec hostapi.PackageSpec) workflow.Future {
+	return workflow.ExecuteActivity(hostCtx(ctx, h, installTimeout), hostActs.EnsurePackage, hostapi.EnsurePackageParams{Spec: spec})
 }
 
 // ensureOnAll runs comp on every master at once (etcd members of a new cluster must start
 // together to form their quorum) and returns the first failure.
-func (o *op) ensureOnAll(ctx workflow.Context, comp string, specs map[string]map[string]host.PackageSpec) error {
+func (o *op) ensureOnAll(ctx workflow.Context, comp string, specs map[string]map[string]hostapi.PackageSpec) error {
 	var futures []workflow.Future
 	var hosts []string
 	for _, m := range o.s.Masters {
@@ -174,18 +176,18 @@ func (o *op) check(ctx workflow.Context, masters []process.Master) (map[string]c
 
 // facts asks each master's agent what it runs; a master whose agent does not answer is
 // reported as such, not as an error.
-func (o *op) facts(ctx workflow.Context) map[string]*host.FactsResult {
+func (o *op) facts(ctx workflow.Context) map[string]*hostapi.FactsResult {
 	futures := map[string]workflow.Future{}
 	for _, m := range o.s.Masters {
 		c := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			TaskQueue: workers.HostTaskQueue(m.Host), ScheduleToStartTimeout: 30 * time.Second,
+			TaskQueue: queue.HostTaskQueue(m.Host), ScheduleToStartTimeout: 30 * time.Second,
 			StartToCloseTimeout: 30 * time.Second, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
 		})
 		futures[m.Host] = workflow.ExecuteActivity(c, hostActs.Facts)
 	}
-	out := map[string]*host.FactsResult{}
+	out := map[string]*hostapi.FactsResult{}
 	for _, m := range o.s.Masters {
-		var f host.FactsResult
+		var f hostapi.FactsResult
 		if futures[m.Host].Get(ctx, &f) == nil {
 			out[m.Host] = &f
 		}
@@ -225,10 +227,10 @@ func (o *op) waitReady(ctx workflow.Context, masters []process.Master, gitVersio
 }
 
 // masterReports builds status.masters from Running, checks and facts.
-func (o *op) masterReports(checks map[string]controlplane.MasterCheck, facts map[string]*host.FactsResult, phase map[string]kokv1.MasterPhase) []controlplane.MasterReport {
+func (o *op) masterReports(checks map[string]controlplane.MasterCheck, facts map[string]*hostapi.FactsResult, phase map[string]kokv1.MasterPhase) []controlplane.MasterReport {
 	var out []controlplane.MasterReport
 	for _, m := range o.s.Masters {
-		running := map[string]host.InstalledPackage{}
+		running := map[string]hostapi.InstalledPackage{}
 		if f := facts[m.Host]; f != nil {
 			for _, ip := range f.Installed {
 				running[componentOf(o.cluster, ip.Name)] = ip

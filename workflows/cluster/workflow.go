@@ -5,14 +5,15 @@ import (
 	"sort"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"kok.dev/activities/controlplane"
-	"kok.dev/activities/host"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
-	"kok.dev/workers"
+	"kok.dev/contract/queue"
 )
 
 // Workflow keeps one Cluster's control plane at its spec for as long as the Cluster exists.
@@ -242,10 +243,10 @@ func (o *op) resolveMasters(ctx workflow.Context) error {
 	o.s.Masters = nil
 	for _, h := range o.view.MasterHosts {
 		c := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			TaskQueue: workers.HostTaskQueue(h), ScheduleToStartTimeout: agentScheduleToStart,
+			TaskQueue: queue.HostTaskQueue(h), ScheduleToStartTimeout: agentScheduleToStart,
 			StartToCloseTimeout: 30 * time.Second, RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3},
 		})
-		var f host.FactsResult
+		var f hostapi.FactsResult
 		if err := workflow.ExecuteActivity(c, hostActs.Facts).Get(ctx, &f); err != nil {
 			return fmt.Errorf("master host %s: its agent does not answer: %w", h, err)
 		}
@@ -296,7 +297,7 @@ func (o *op) child(ctx workflow.Context, name string, p OpParams) (OpResult, err
 	p.Cluster, p.MetaCluster, p.State, p.View = o.cluster, o.meta, *o.s, o.view
 	id := fmt.Sprintf("%s/%s-%d", WorkflowID(o.cluster), name, o.s.Ops)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID: id, TaskQueue: workers.ControlTaskQueue,
+		WorkflowID: id, TaskQueue: queue.ControlTaskQueue,
 	})
 	f := workflow.ExecuteChildWorkflow(cctx, name, p)
 	var res OpResult

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
@@ -26,7 +28,7 @@ import (
 	pkiacts "kok.dev/activities/pki"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
-	"kok.dev/workers"
+	"kok.dev/contract/queue"
 )
 
 // The catalogue: a kube-apiserver's version is its Kubernetes version, so the fake health
@@ -229,13 +231,13 @@ func (w *world) ReleaseCluster(context.Context, controlplane.ReadClusterParams) 
 	return nil
 }
 
-func (w *world) RenderMaster(_ context.Context, p controlplane.RenderMasterParams) ([]host.PackageSpec, error) {
+func (w *world) RenderMaster(_ context.Context, p controlplane.RenderMasterParams) ([]hostapi.PackageSpec, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []host.PackageSpec
+	var out []hostapi.PackageSpec
 	for _, comp := range components {
 		if rel, ok := p.Releases[comp]; ok {
-			out = append(out, host.PackageSpec{Name: process.PackageName(p.Cluster, comp), Version: w.catalogue[rel].Components[comp], Installer: "local"})
+			out = append(out, hostapi.PackageSpec{Name: process.PackageName(p.Cluster, comp), Version: w.catalogue[rel].Components[comp], Installer: "local"})
 		}
 	}
 	return out, nil
@@ -281,23 +283,23 @@ func (w *world) DeleteClusterPKI(context.Context, pkiacts.DeleteClusterPKIParams
 
 // hostOf is the master an activity was sent to: its task queue names it.
 func hostOf(ctx context.Context) string {
-	return strings.TrimPrefix(activity.GetInfo(ctx).TaskQueue, workers.HostTaskQueuePrefix)
+	return strings.TrimPrefix(activity.GetInfo(ctx).TaskQueue, queue.HostTaskQueuePrefix)
 }
 
-func (w *world) Facts(ctx context.Context) (host.FactsResult, error) {
+func (w *world) Facts(ctx context.Context) (hostapi.FactsResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	h := hostOf(ctx)
-	res := host.FactsResult{Host: h, Address: addressOf(h)}
+	res := hostapi.FactsResult{Host: h, Address: addressOf(h)}
 	for _, comp := range components {
 		if v, ok := w.installed[h][comp]; ok {
-			res.Installed = append(res.Installed, host.InstalledPackage{Name: process.PackageName(clusterName, comp), Version: v, ServiceRunning: true})
+			res.Installed = append(res.Installed, hostapi.InstalledPackage{Name: process.PackageName(clusterName, comp), Version: v, ServiceRunning: true})
 		}
 	}
 	return res, nil
 }
 
-func (w *world) EnsurePackage(ctx context.Context, p host.EnsurePackageParams) (host.EnsurePackageResult, error) {
+func (w *world) EnsurePackage(ctx context.Context, p hostapi.EnsurePackageParams) (hostapi.EnsurePackageResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	h, comp := hostOf(ctx), componentOf(clusterName, p.Spec.Name)
@@ -311,19 +313,19 @@ func (w *world) EnsurePackage(ctx context.Context, p host.EnsurePackageParams) (
 		w.onEnsure(w, h, comp, p.Spec.Version)
 	}
 	if prev == p.Spec.Version {
-		return host.EnsurePackageResult{Action: host.EnsureNone}, nil
+		return hostapi.EnsurePackageResult{Action: hostapi.EnsureNone}, nil
 	}
-	return host.EnsurePackageResult{Action: host.EnsureUpgraded, PreviousVersion: prev}, nil
+	return hostapi.EnsurePackageResult{Action: hostapi.EnsureUpgraded, PreviousVersion: prev}, nil
 }
 
-func (w *world) RemovePackage(ctx context.Context, p host.RemovePackageParams) (host.RemovePackageResult, error) {
+func (w *world) RemovePackage(ctx context.Context, p hostapi.RemovePackageParams) (hostapi.RemovePackageResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	h, comp := hostOf(ctx), componentOf(clusterName, p.Name)
 	w.calls = append(w.calls, fmt.Sprintf("%s remove %s", h, comp))
 	v, had := w.installed[h][comp]
 	delete(w.installed[h], comp)
-	return host.RemovePackageResult{Changed: had, Version: v}, nil
+	return hostapi.RemovePackageResult{Changed: had, Version: v}, nil
 }
 
 // env returns a test environment with the child workflows registered under their wire names

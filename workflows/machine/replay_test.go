@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -19,9 +21,8 @@ import (
 	"go.temporal.io/server/temporaltest"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"kok.dev/activities/host"
 	kokv1 "kok.dev/api/v1alpha1"
-	"kok.dev/workers"
+	"kok.dev/contract/queue"
 )
 
 var record = flag.Bool("record", false, "re-record testdata/*.json from a run on an in-process Temporal server")
@@ -52,10 +53,10 @@ func TestRecordHistory(t *testing.T) {
 	srv := temporaltest.NewServer(temporaltest.WithT(t))
 	c := srv.GetDefaultClient()
 	w := newWorld(pkg("runtime", "1"), pkg("kubelet", "v1", "runtime"))
-	srv.NewWorker(workers.ControlTaskQueue, func(r worker.Registry) {
+	srv.NewWorker(queue.ControlTaskQueue, func(r worker.Registry) {
 		r.RegisterWorkflowWithOptions(Workflow, workflow.RegisterOptions{Name: WorkflowName})
 	})
-	srv.NewWorker(workers.ClusterTaskQueue("c1"), func(r worker.Registry) {
+	srv.NewWorker(queue.ClusterTaskQueue("c1"), func(r worker.Registry) {
 		for name, fn := range map[string]any{
 			"ReadMachine": w.ReadMachine, "ReportMachineStatus": w.ReportMachineStatus, "RecordMachineEvent": w.RecordMachineEvent,
 			"SetNodeSchedulable": w.SetNodeSchedulable, "ReleaseMachine": w.ReleaseMachine,
@@ -63,7 +64,7 @@ func TestRecordHistory(t *testing.T) {
 			r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 		}
 	})
-	srv.NewWorker(workers.HostTaskQueue("h1"), func(r worker.Registry) {
+	srv.NewWorker(queue.HostTaskQueue("h1"), func(r worker.Registry) {
 		for name, fn := range map[string]any{
 			"Facts": w.Facts, "EnsurePackage": w.EnsurePackage, "RemovePackage": w.RemovePackage, "CheckHealth": w.CheckHealth,
 		} {
@@ -73,7 +74,7 @@ func TestRecordHistory(t *testing.T) {
 
 	ctx := context.Background()
 	id := WorkflowID("c1", "n1")
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workers.ControlTaskQueue}, WorkflowName, Params{Cluster: "c1", Machine: "n1"})
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue.ControlTaskQueue}, WorkflowName, Params{Cluster: "c1", Machine: "n1"})
 	require.NoError(t, err)
 	waitFor := func(what string, ok func() bool) {
 		require.Eventually(t, func() bool { w.mu.Lock(); defer w.mu.Unlock(); return ok() }, time.Minute, 20*time.Millisecond, what)
@@ -83,7 +84,7 @@ func TestRecordHistory(t *testing.T) {
 	})
 	w.update(func(w *fakeWorld) {
 		w.desired.Generation = 2
-		w.desired.Packages = []host.PackageSpec{pkg("runtime", "1"), pkg("kubelet", "v2", "runtime")}
+		w.desired.Packages = []hostapi.PackageSpec{pkg("runtime", "1"), pkg("kubelet", "v2", "runtime")}
 	})
 	require.NoError(t, c.SignalWorkflow(ctx, id, "", SignalReconcile, nil))
 	waitFor("upgraded", func() bool {

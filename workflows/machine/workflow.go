@@ -6,13 +6,15 @@ import (
 	"strings"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"kok.dev/activities/host"
 	"kok.dev/activities/kube"
 	kokv1 "kok.dev/api/v1alpha1"
-	"kok.dev/workers"
+	"kok.dev/contract/queue"
 )
 
 // Wire names: changing one breaks running workflows and the tools that signal them.
@@ -107,7 +109,7 @@ func Workflow(ctx workflow.Context, p Params) error {
 	}
 	reconcile := workflow.GetSignalChannel(ctx, SignalReconcile)
 	m := &machineRun{p: p, s: &s, kubeCtx: workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           workers.ClusterTaskQueue(p.Cluster),
+		TaskQueue:           queue.ClusterTaskQueue(p.Cluster),
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         kubeRetry,
 	})}
@@ -173,7 +175,7 @@ type machineRun struct {
 
 func (m *machineRun) hostCtx(ctx workflow.Context, d kube.MachineDesired, timeout time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:              workers.HostTaskQueue(d.Host),
+		TaskQueue:              queue.HostTaskQueue(d.Host),
 		ScheduleToStartTimeout: agentScheduleToStart,
 		StartToCloseTimeout:    timeout,
 		HeartbeatTimeout:       installHeartbeat,
@@ -198,7 +200,7 @@ func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired) time.Dura
 		return d.DriftInterval
 	}
 	desired := make([]Package, 0, len(d.Packages))
-	specs := map[string]host.PackageSpec{}
+	specs := map[string]hostapi.PackageSpec{}
 	for _, ps := range d.Packages {
 		desired = append(desired, Package{Name: ps.Name, Version: ps.Version, DependsOn: ps.DependsOn})
 		specs[ps.Name] = ps
@@ -213,12 +215,12 @@ func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired) time.Dura
 
 	// 3b. Ask the host what it has. An agent that does not answer is reported, not waited on.
 	s.Stage = StageConverging
-	var facts host.FactsResult
+	var facts hostapi.FactsResult
 	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, 30*time.Second), hostActs.Facts).Get(ctx, &facts); err != nil {
 		s.Stage = StageWaitingForAgent
 		r.Phase = string(kokv1.MachineNotReady)
 		r.Conditions = append(r.Conditions, cond(kokv1.MachineConditionAgentConnected, false, kokv1.ReasonNoPoller,
-			fmt.Sprintf("the agent of host %s did not answer on task queue %s: %s", d.Host, workers.HostTaskQueue(d.Host), rootCause(err))))
+			fmt.Sprintf("the agent of host %s did not answer on task queue %s: %s", d.Host, queue.HostTaskQueue(d.Host), rootCause(err))))
 		m.report(ctx, r)
 		return shortRetry
 	}
@@ -271,8 +273,8 @@ func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired) time.Dura
 		m.report(ctx, r)
 
 		if st.Action == ActionRemove {
-			var res host.RemovePackageResult
-			if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.RemovePackage, host.RemovePackageParams{Name: st.Name}).Get(ctx, &res); err != nil {
+			var res hostapi.RemovePackageResult
+			if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.RemovePackage, hostapi.RemovePackageParams{Name: st.Name}).Get(ctx, &res); err != nil {
 				comps.set(st.Name, st.From, kokv1.ComponentFailed, "remove failed: "+rootCause(err))
 				continue
 			}
@@ -354,13 +356,13 @@ func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired) time.Dura
 // it failed ("" on success) and whether the new version was applied: an install or upgrade that
 // failed leaves the previous state on the host (the agent rolls back), one that was applied but
 // is unhealthy does not.
-func (m *machineRun) ensureAndCheck(ctx workflow.Context, d kube.MachineDesired, spec host.PackageSpec) (why string, applied bool) {
-	var res host.EnsurePackageResult
-	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.EnsurePackage, host.EnsurePackageParams{Spec: spec}).Get(ctx, &res); err != nil {
+func (m *machineRun) ensureAndCheck(ctx workflow.Context, d kube.MachineDesired, spec hostapi.PackageSpec) (why string, applied bool) {
+	var res hostapi.EnsurePackageResult
+	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.EnsurePackage, hostapi.EnsurePackageParams{Spec: spec}).Get(ctx, &res); err != nil {
 		return fmt.Sprintf("%s %s: %s", spec.Name, spec.Version, rootCause(err)), false
 	}
-	var health host.CheckHealthResult
-	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, healthWait), hostActs.CheckHealth, host.CheckHealthParams{Name: spec.Name, Wait: true}).Get(ctx, &health); err != nil {
+	var health hostapi.CheckHealthResult
+	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, healthWait), hostActs.CheckHealth, hostapi.CheckHealthParams{Name: spec.Name, Wait: true}).Get(ctx, &health); err != nil {
 		return fmt.Sprintf("%s %s: health check: %s", spec.Name, spec.Version, rootCause(err)), true
 	}
 	if !health.Healthy {
@@ -369,7 +371,7 @@ func (m *machineRun) ensureAndCheck(ctx workflow.Context, d kube.MachineDesired,
 	return "", true
 }
 
-func (m *machineRun) driftCheck(ctx workflow.Context, d kube.MachineDesired, desired []Package, specs map[string]host.PackageSpec, broken map[string]bool, comps *components, serving map[string]bool) {
+func (m *machineRun) driftCheck(ctx workflow.Context, d kube.MachineDesired, desired []Package, specs map[string]hostapi.PackageSpec, broken map[string]bool, comps *components, serving map[string]bool) {
 	order, err := topoOrder(depsOf(desired))
 	if err != nil {
 		return // Plan already refused this spec
@@ -379,13 +381,13 @@ func (m *machineRun) driftCheck(ctx workflow.Context, d kube.MachineDesired, des
 			continue
 		}
 		spec := specs[name]
-		var res host.EnsurePackageResult
-		if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.EnsurePackage, host.EnsurePackageParams{Spec: spec}).Get(ctx, &res); err != nil {
+		var res hostapi.EnsurePackageResult
+		if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.EnsurePackage, hostapi.EnsurePackageParams{Spec: spec}).Get(ctx, &res); err != nil {
 			comps.set(name, spec.Version, kokv1.ComponentFailed, "drift check: "+rootCause(err))
 			serving[name] = false
 			continue
 		}
-		if res.Action != host.EnsureNone {
+		if res.Action != hostapi.EnsureNone {
 			msg := fmt.Sprintf("%s %s: %s", name, spec.Version, strings.Join(res.Repairs, "; "))
 			if len(res.Repairs) == 0 {
 				msg = fmt.Sprintf("%s %s: %s", name, spec.Version, strings.ToLower(string(res.Action)))
@@ -396,8 +398,8 @@ func (m *machineRun) driftCheck(ctx workflow.Context, d kube.MachineDesired, des
 				Type: "Warning", Reason: kokv1.ReasonDriftCorrected, Message: msg, Time: workflow.Now(ctx),
 			}).Get(ctx, nil)
 		}
-		var health host.CheckHealthResult
-		if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, healthWait), hostActs.CheckHealth, host.CheckHealthParams{Name: name, Wait: res.Action != host.EnsureNone}).Get(ctx, &health); err != nil || !health.Healthy {
+		var health hostapi.CheckHealthResult
+		if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, healthWait), hostActs.CheckHealth, hostapi.CheckHealthParams{Name: name, Wait: res.Action != hostapi.EnsureNone}).Get(ctx, &health); err != nil || !health.Healthy {
 			why := health.Message
 			if err != nil {
 				why = rootCause(err)
@@ -420,7 +422,7 @@ func (m *machineRun) teardown(ctx workflow.Context, d kube.MachineDesired) error
 		return err
 	}
 	if !d.Orphan {
-		var facts host.FactsResult
+		var facts hostapi.FactsResult
 		if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, 30*time.Second), hostActs.Facts).Get(ctx, &facts); err != nil {
 			return fmt.Errorf("read host %s before removing its packages: %w", d.Host, err)
 		}
@@ -433,8 +435,8 @@ func (m *machineRun) teardown(ctx workflow.Context, d kube.MachineDesired) error
 			return err
 		}
 		for _, st := range steps {
-			var rr host.RemovePackageResult
-			if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.RemovePackage, host.RemovePackageParams{Name: st.Name}).Get(ctx, &rr); err != nil {
+			var rr hostapi.RemovePackageResult
+			if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.RemovePackage, hostapi.RemovePackageParams{Name: st.Name}).Get(ctx, &rr); err != nil {
 				return fmt.Errorf("remove %s from host %s: %w", st.Name, d.Host, err)
 			}
 		}

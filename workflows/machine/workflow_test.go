@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/contract/hostapi"
+
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/converter"
@@ -27,7 +29,7 @@ import (
 type fakeWorld struct {
 	mu        sync.Mutex
 	desired   kube.MachineDesired
-	installed map[string]host.InstalledPackage
+	installed map[string]hostapi.InstalledPackage
 	calls     []string // host calls in order: "ensure kubelet v1", "remove x", ...
 	failWith  map[string]error
 	repairs   map[string][]string // next EnsurePackage of a package reports these repairs
@@ -39,10 +41,10 @@ type fakeWorld struct {
 	released  *kube.ReleaseMachineParams
 }
 
-func newWorld(pkgs ...host.PackageSpec) *fakeWorld {
+func newWorld(pkgs ...hostapi.PackageSpec) *fakeWorld {
 	return &fakeWorld{
 		desired:   kube.MachineDesired{Found: true, Generation: 1, Host: "h1", DriftInterval: 5 * time.Minute, Packages: pkgs},
-		installed: map[string]host.InstalledPackage{},
+		installed: map[string]hostapi.InstalledPackage{},
 		failWith:  map[string]error{},
 		repairs:   map[string][]string{},
 		unhealthy: map[string]string{},
@@ -113,55 +115,55 @@ func (w *fakeWorld) ReleaseMachine(_ context.Context, p kube.ReleaseMachineParam
 	return nil
 }
 
-func (w *fakeWorld) Facts(context.Context) (host.FactsResult, error) {
+func (w *fakeWorld) Facts(context.Context) (hostapi.FactsResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	res := host.FactsResult{Host: "h1", OS: "kokos"}
+	res := hostapi.FactsResult{Host: "h1", OS: "kokos"}
 	for _, name := range sortedKeys(w.installed) {
 		res.Installed = append(res.Installed, w.installed[name])
 	}
 	return res, nil
 }
 
-func (w *fakeWorld) EnsurePackage(_ context.Context, p host.EnsurePackageParams) (host.EnsurePackageResult, error) {
+func (w *fakeWorld) EnsurePackage(_ context.Context, p hostapi.EnsurePackageParams) (hostapi.EnsurePackageResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := p.Spec
 	w.calls = append(w.calls, "ensure "+s.Name+" "+s.Version)
 	if err := w.failWith[s.Name+"@"+s.Version]; err != nil {
-		return host.EnsurePackageResult{}, err
+		return hostapi.EnsurePackageResult{}, err
 	}
 	prev, had := w.installed[s.Name]
-	w.installed[s.Name] = host.InstalledPackage{Name: s.Name, Version: s.Version, DependsOn: s.DependsOn, ServiceRunning: true}
+	w.installed[s.Name] = hostapi.InstalledPackage{Name: s.Name, Version: s.Version, DependsOn: s.DependsOn, ServiceRunning: true}
 	switch {
 	case !had:
-		return host.EnsurePackageResult{Action: host.EnsureInstalled}, nil
+		return hostapi.EnsurePackageResult{Action: hostapi.EnsureInstalled}, nil
 	case prev.Version != s.Version:
-		return host.EnsurePackageResult{Action: host.EnsureUpgraded, PreviousVersion: prev.Version}, nil
+		return hostapi.EnsurePackageResult{Action: hostapi.EnsureUpgraded, PreviousVersion: prev.Version}, nil
 	case len(w.repairs[s.Name]) > 0:
 		r := w.repairs[s.Name]
 		delete(w.repairs, s.Name)
-		return host.EnsurePackageResult{Action: host.EnsureRepaired, Repairs: r}, nil
+		return hostapi.EnsurePackageResult{Action: hostapi.EnsureRepaired, Repairs: r}, nil
 	}
-	return host.EnsurePackageResult{Action: host.EnsureNone}, nil
+	return hostapi.EnsurePackageResult{Action: hostapi.EnsureNone}, nil
 }
 
-func (w *fakeWorld) RemovePackage(_ context.Context, p host.RemovePackageParams) (host.RemovePackageResult, error) {
+func (w *fakeWorld) RemovePackage(_ context.Context, p hostapi.RemovePackageParams) (hostapi.RemovePackageResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.calls = append(w.calls, "remove "+p.Name)
 	prev, had := w.installed[p.Name]
 	delete(w.installed, p.Name)
-	return host.RemovePackageResult{Changed: had, Version: prev.Version}, nil
+	return hostapi.RemovePackageResult{Changed: had, Version: prev.Version}, nil
 }
 
-func (w *fakeWorld) CheckHealth(_ context.Context, p host.CheckHealthParams) (host.CheckHealthResult, error) {
+func (w *fakeWorld) CheckHealth(_ context.Context, p hostapi.CheckHealthParams) (hostapi.CheckHealthResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if msg, bad := w.unhealthy[p.Name]; bad {
-		return host.CheckHealthResult{Healthy: false, Message: msg}, nil
+		return hostapi.CheckHealthResult{Healthy: false, Message: msg}, nil
 	}
-	return host.CheckHealthResult{Healthy: true}, nil
+	return hostapi.CheckHealthResult{Healthy: true}, nil
 }
 
 func (w *fakeWorld) hostCalls() []string {
@@ -177,8 +179,8 @@ func newEnv() *testsuite.TestWorkflowEnvironment {
 	return s.NewTestWorkflowEnvironment()
 }
 
-func pkg(name, version string, deps ...string) host.PackageSpec {
-	return host.PackageSpec{Name: name, Version: version, Installer: "local", DependsOn: deps}
+func pkg(name, version string, deps ...string) hostapi.PackageSpec {
+	return hostapi.PackageSpec{Name: name, Version: version, Installer: "local", DependsOn: deps}
 }
 
 func condOf(r kube.MachineReport, typ string) kube.ConditionReport {
@@ -245,13 +247,13 @@ func TestUnresolvableSpecTouchesNothing(t *testing.T) {
 
 func TestFailedUpgradeKeepsOldVersionAndIsNotRetriedUntilSpecChanges(t *testing.T) {
 	w := newWorld(pkg("runtime", "1"), pkg("kubelet", "v1", "runtime"))
-	bad := temporal.NewNonRetryableApplicationError("sha256 mismatch for runtime 2: want aa, got bb", host.ErrTypeChecksumMismatch, nil)
+	bad := temporal.NewNonRetryableApplicationError("sha256 mismatch for runtime 2: want aa, got bb", hostapi.ErrTypeChecksumMismatch, nil)
 	run(t, w,
 		func(*testsuite.TestWorkflowEnvironment) time.Duration { // upgrade runtime to a broken version
 			w.update(func(w *fakeWorld) {
 				w.failWith["runtime@2"] = bad
 				w.desired.Generation = 2
-				w.desired.Packages = []host.PackageSpec{pkg("runtime", "2"), pkg("kubelet", "v2", "runtime")}
+				w.desired.Packages = []hostapi.PackageSpec{pkg("runtime", "2"), pkg("kubelet", "v2", "runtime")}
 			})
 			return 0
 		},

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"kok.dev/activities/host"
+	"kok.dev/contract/hostapi"
 )
 
 // Component names, as in a ClusterPackageVersion.
@@ -131,7 +131,7 @@ func DataDir(cluster string) string { return "/var/lib/kok/clusters/" + cluster 
 // Render returns the packages of one master, in start order: etcd, kube-apiserver,
 // kube-controller-manager, kube-scheduler. Flags are the release's defaults, then the provider's
 // wiring, then the Cluster's overrides (which may not touch the wiring).
-func Render(in Input) ([]host.PackageSpec, error) {
+func Render(in Input) ([]hostapi.PackageSpec, error) {
 	if err := validate(in); err != nil {
 		return nil, err
 	}
@@ -143,8 +143,8 @@ func Render(in Input) ([]host.PackageSpec, error) {
 		}
 	}
 	pki := func(name string) string { return "${KOK_ROOT}" + path.Join(Dir(in.Cluster), "pki", name) }
-	file := func(name, content string, mode uint32) host.ConfigFile {
-		return host.ConfigFile{Path: path.Join(Dir(in.Cluster), "pki", name), Content: content, Mode: mode}
+	file := func(name, content string, mode uint32) hostapi.ConfigFile {
+		return hostapi.ConfigFile{Path: path.Join(Dir(in.Cluster), "pki", name), Content: content, Mode: mode}
 	}
 	// Every component binds to the master's own address, never a wildcard or loopback: masters
 	// of different clusters, and simulated masters on one machine, then share ports safely.
@@ -238,7 +238,7 @@ func Render(in Input) ([]host.PackageSpec, error) {
 		wiring[KubeAPIServer]["endpoint-reconciler-type"] = "none"
 	}
 	f := in.Files
-	files := map[string][]host.ConfigFile{
+	files := map[string][]hostapi.ConfigFile{
 		Etcd: {
 			file("etcd-ca.crt", f.EtcdCA, 0o644),
 			file("etcd-server.crt", f.EtcdServer, 0o644), file("etcd-server.key", f.EtcdServerKey, 0o600),
@@ -264,7 +264,7 @@ func Render(in Input) ([]host.PackageSpec, error) {
 	// etcd's /health (plain HTTP on the metrics listener: the client port demands a client
 	// certificate the agent does not hold) is healthy only with a quorum, so a member of a new
 	// 3-member cluster waits for its peers, which the workflow starts at the same time.
-	health := map[string]*host.ProbeSpec{
+	health := map[string]*hostapi.ProbeSpec{
 		Etcd:                  {HTTPURL: "http://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.EtcdMetrics)) + "/health", ExpectStatus: 200, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
 		KubeAPIServer:         {HTTPURL: "https://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.APIServer)) + "/livez", ExpectStatus: 200, InsecureSkipVerify: true, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
 		KubeControllerManager: {HTTPURL: "https://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.ControllerManager)) + "/healthz", ExpectStatus: 200, InsecureSkipVerify: true, PeriodSec: 2, TimeoutSec: 2, FailureThreshold: 60},
@@ -287,14 +287,14 @@ func Render(in Input) ([]host.PackageSpec, error) {
 			// It serves this cluster's Machines; Clusters are the meta cluster's business.
 			"serve-clusters": "false",
 		}
-		files[MachineOperator] = []host.ConfigFile{file("machine-operator.kubeconfig", f.OperatorKubeconfig, 0o600)}
+		files[MachineOperator] = []hostapi.ConfigFile{file("machine-operator.kubeconfig", f.OperatorKubeconfig, 0o600)}
 		if o.CodecKeys != "" {
 			wiring[MachineOperator]["codec-key-file"] = pki("codec-keys")
 			files[MachineOperator] = append(files[MachineOperator], file("codec-keys", o.CodecKeys, 0o600))
 		}
 	}
 
-	var out []host.PackageSpec
+	var out []hostapi.PackageSpec
 	deps := map[string][]string{}
 	for _, comp := range components {
 		rel := in.Release[comp]
@@ -309,12 +309,12 @@ func Render(in Input) ([]host.PackageSpec, error) {
 			args[k] = v
 		}
 		name := PackageName(in.Cluster, comp)
-		out = append(out, host.PackageSpec{
+		out = append(out, hostapi.PackageSpec{
 			Name: name, Version: rel.Version, Type: "Component", Installer: "local",
 			ArtifactURL: rel.ArtifactURL, SHA256: rel.SHA256,
 			DependsOn:   deps[comp],
 			ConfigFiles: files[comp],
-			Service: &host.ServiceSpec{
+			Service: &hostapi.ServiceSpec{
 				Name: name, Command: []string{binary(comp)}, Args: flags(args), RestartPolicy: "Always",
 			},
 			HealthCheck: health[comp],

@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"kok.dev/activities/host"
+	"kok.dev/contract/hostapi"
 )
 
 func release() map[string]Release {
@@ -25,7 +25,7 @@ func input(masters ...Master) Input {
 	}
 }
 
-func flagOf(p host.PackageSpec, name string) string {
+func flagOf(p hostapi.PackageSpec, name string) string {
 	for _, a := range p.Service.Args {
 		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
 			return v

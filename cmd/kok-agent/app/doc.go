@@ -1,0 +1,5 @@
+// Package agent assembles kok-agent: a Temporal worker on the kok-host-<host> queue running the
+// host activities, plus a small HTTP endpoint for /metrics and /healthz. The agent talks only to
+// Temporal (outbound); it never lists or watches Kubernetes, and it must not link the Temporal
+// server or client-go (the lint's depguard rules and a test check its import graph).
+package app
