@@ -28,6 +28,16 @@ const (
 	QueryState = "state"
 )
 
+// ReconcileSignal is SignalReconcile's payload. It is optional: an empty signal (from an older
+// watcher, the Temporal CLI or the Web UI) means "read the Machine again".
+type ReconcileSignal struct {
+	// Inputs is the watcher's digest of everything the workflow reads (the Machine's spec and
+	// annotations, its node's Condition ConfigMaps, whether its Node exists). The workflow
+	// reports the newest one it has acted on as status.observedInputs, so a restarted watcher
+	// signals only Machines whose inputs changed meanwhile.
+	Inputs string
+}
+
 // WorkflowID is the ID of the Machine workflow of machine in cluster: Machine/<cluster>/<name>.
 func WorkflowID(cluster, machine string) string { return "Machine/" + cluster + "/" + machine }
 
