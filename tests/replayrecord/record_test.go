@@ -30,6 +30,14 @@ import (
 // rewrites committed histories.
 const recordEnv = "KOK_RECORD_HISTORIES"
 
+// suffixEnv is added to every file name recorded (before .json.gz), so that the histories of a
+// new workflow version sit beside the old version's, which stay while runs of it may exist.
+const suffixEnv = "KOK_RECORD_SUFFIX"
+
+// overwriteEnv=1 lets the recorder replace a committed history. Only for a history of the version
+// being written now, never for an older one: runs of that version replay it.
+const overwriteEnv = "KOK_RECORD_OVERWRITE"
+
 // waitLimit bounds every wait for a path to reach its point of interest. The longest path waits
 // for a ScheduleToStart timeout of one minute.
 const waitLimit = 3 * time.Minute
@@ -116,7 +124,10 @@ func write(t *testing.T, dir, name string, h *historypb.History) {
 	_, err = zw.Write(append(data, '\n'))
 	require.NoError(t, err)
 	require.NoError(t, zw.Close())
-	path := filepath.Join(dir, name+".json.gz")
+	path := filepath.Join(dir, name+os.Getenv(suffixEnv)+".json.gz")
+	if _, err := os.Stat(path); err == nil && os.Getenv(overwriteEnv) != "1" {
+		t.Fatalf("%s exists: a committed history is not replaced (runs of its version replay it). Record the new version's with %s=.<version>, or set %s=1 to replace one of the version being written", path, suffixEnv, overwriteEnv)
+	}
 	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
 	t.Logf("recorded %d events (%d KB, %d KB gzipped) into %s", len(h.Events), len(data)/1024, buf.Len()/1024, path)
 }
