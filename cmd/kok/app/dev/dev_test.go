@@ -201,7 +201,7 @@ func TestUpThenStatusThenInterrupt(t *testing.T) {
 	}
 	bins := os.Getenv("KOK_K8S_BINS")
 	if bins == "" {
-		bins = filepath.Join("..", "..", "..", devenv.DefaultK8sBins)
+		bins = filepath.Join("..", "..", "..", "..", devenv.DefaultK8sBins)
 	}
 	require.NoError(t, metacluster.CheckBinaries(bins))
 	t.Setenv(fakeManagerEnv, "1")
