@@ -137,18 +137,42 @@ func (a *Activities) artifactFor(ctx context.Context, spec hostapi.PackageSpec) 
 	}
 	heartbeat(ctx, fmt.Sprintf("downloading %s %s", spec.Name, spec.Version))
 	path, err := a.fetcher(ctx, spec).Fetch(ctx, spec.ArtifactURL, spec.SHA256)
-	var ce *fetch.ChecksumError
-	if errors.As(err, &ce) {
-		a.journal(spec.Name, spec.Version, "refused", ce.Error())
-		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-			"package %s %s: artifact %s has sha256 %s, expected %s; nothing on the host was changed",
-			spec.Name, spec.Version, ce.URL, ce.Actual, ce.Expected), hostapi.ErrTypeChecksumMismatch, nil)
-	}
 	if err != nil {
-		return "", fmt.Errorf("package %s %s: %w", spec.Name, spec.Version, err)
+		return "", a.fetchError(ctx, spec, err)
 	}
 	a.journal(spec.Name, spec.Version, "downloaded", spec.ArtifactURL)
 	return path, nil
+}
+
+// fetchError turns a failed download into the error type that tells the workflow whether to
+// wait (the artifact server will heal) or give up on this spec (the artifact is wrong or gone).
+func (a *Activities) fetchError(ctx context.Context, spec hostapi.PackageSpec, err error) error {
+	if ctx.Err() != nil {
+		// The activity's own deadline or a cancellation: a timeout, which the workflow
+		// already reads as "try again".
+		return fmt.Errorf("package %s %s: %w", spec.Name, spec.Version, err)
+	}
+	switch fetch.Classify(err) {
+	case fetch.FailureChecksum:
+		var ce *fetch.ChecksumError
+		errors.As(err, &ce)
+		a.journal(spec.Name, spec.Version, "refused", ce.Error())
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"package %s %s: artifact %s has sha256 %s, expected %s; nothing on the host was changed",
+			spec.Name, spec.Version, ce.URL, ce.Actual, ce.Expected), hostapi.ErrTypeChecksumMismatch, nil)
+	case fetch.FailureMissing:
+		a.journal(spec.Name, spec.Version, "refused", err.Error())
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"package %s %s: %v: the spec names an artifact this host cannot have (a bad spec: retrying will not help); nothing on the host was changed",
+			spec.Name, spec.Version, err), hostapi.ErrTypeBadSpec, nil)
+	case fetch.FailureTransient:
+		// Retryable: Temporal's retry policy repeats it, and a workflow that runs out of
+		// attempts waits instead of recording a failure.
+		return temporal.NewApplicationError(fmt.Sprintf(
+			"package %s %s: artifact unavailable for now: %v; nothing on the host was changed, try again later",
+			spec.Name, spec.Version, err), hostapi.ErrTypeArtifactUnavailable)
+	}
+	return fmt.Errorf("package %s %s: %w", spec.Name, spec.Version, err)
 }
 
 // apply puts spec on the host over prev (nil when absent). Each step checks before it acts, so
