@@ -20,7 +20,8 @@ import (
 // verified before anything changes. An install or upgrade whose service does not start is
 // rolled back to the previous version, running again, and fails with ErrTypeInstallFailed.
 func (a *Activities) EnsurePackage(ctx context.Context, p hostapi.EnsurePackageParams) (hostapi.EnsurePackageResult, error) {
-	spec := normalize(p.Spec)
+	received := p.Spec
+	spec := normalize(received)
 	if err := validate(spec); err != nil {
 		return hostapi.EnsurePackageResult{}, err
 	}
@@ -39,17 +40,18 @@ func (a *Activities) EnsurePackage(ctx context.Context, p hostapi.EnsurePackageP
 		return hostapi.EnsurePackageResult{}, err
 	}
 	if cur := st.Packages[spec.Name]; cur != nil && cur.Spec.Version == spec.Version && cur.Spec.Installer == spec.Installer {
-		res, err := a.repair(ctx, st, cur, spec)
+		res, err := a.repair(ctx, st, cur, spec, &received)
 		if err == nil {
 			err = a.dropPending(st, spec)
 		}
 		return res, err
 	}
-	return a.change(ctx, st, st.Packages[spec.Name], spec)
+	return a.change(ctx, st, st.Packages[spec.Name], spec, &received)
 }
 
-// change installs spec where the package is absent or at another version (prev).
-func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRecord, spec hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
+// change installs spec where the package is absent or at another version (prev); received is
+// the spec as the workflow sent it.
+func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRecord, spec hostapi.PackageSpec, received *hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
 	res := hostapi.EnsurePackageResult{Action: hostapi.EnsureInstalled, RebootRequired: spec.RebootRequired}
 	if prev != nil {
 		res.Action, res.PreviousVersion = hostapi.EnsureUpgraded, prev.Spec.Version
@@ -77,7 +79,7 @@ func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRec
 		}
 		a.journal(spec.Name, old.Spec.Version, "abandoned", "superseded by "+spec.Version)
 	}
-	st.Pending[spec.Name] = newRecord(spec)
+	st.Pending[spec.Name] = newRecord(spec, received)
 	if err := a.saveState(st); err != nil {
 		return res, err
 	}
@@ -92,7 +94,7 @@ func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRec
 	}
 
 	// 4. Done: record it, then tidy up.
-	st.Packages[spec.Name] = newRecord(spec)
+	st.Packages[spec.Name] = newRecord(spec, received)
 	delete(st.Pending, spec.Name)
 	if err := a.saveState(st); err != nil {
 		return res, err
@@ -294,7 +296,9 @@ func (a *Activities) tidy(spec hostapi.PackageSpec, prev *packageRecord) {
 }
 
 // repair puts a package that is at the right version back to its spec and says what it fixed.
-func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageRecord, spec hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
+// received is the spec as the workflow sent it, recorded when it is new; the local loop, which
+// repairs to the recorded spec, passes the record's own.
+func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageRecord, spec hostapi.PackageSpec, received *hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
 	res := hostapi.EnsurePackageResult{Action: hostapi.EnsureNone}
 	var repairs []string
 	fail := func(err error) (hostapi.EnsurePackageResult, error) {
@@ -363,8 +367,8 @@ func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageReco
 		}
 	}
 
-	if cur.SpecHash != specHash(spec) {
-		st.Packages[spec.Name] = newRecord(spec)
+	if cur.SpecHash != specHash(spec) || !cur.sameReceived(received) {
+		st.Packages[spec.Name] = newRecord(spec, received)
 		if err := a.saveState(st); err != nil {
 			return res, err
 		}
