@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -261,4 +262,34 @@ func requireRetryable(t *testing.T, err error, want bool) {
 	var ae *temporal.ApplicationError
 	require.True(t, errors.As(err, &ae), "want an application error, got %v", err)
 	require.Equal(t, want, !ae.NonRetryable(), "retryable")
+}
+
+func TestRunLocalLoopRepairsOnItsOwnAndStopsOnCancel(t *testing.T) {
+	root, src := t.TempDir(), t.TempDir()
+	h := newHost(t, root, slowRestarts)
+	h.mustEnsure(demoSpec(t, src, "1.0.0", demoScript("1.0.0")))
+	require.NoError(t, h.sup.Stop("demo"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		RunLocalLoop(ctx, h.a, 20*time.Millisecond)
+	}()
+	require.Eventually(t, func() bool { return h.sup.Status("demo").Running }, 10*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return len(h.inspect(hostapi.InspectHostParams{}).Repairs) == 1 }, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the local loop did not stop when its context ended")
+	}
+}
+
+func TestJitterStaysWithinTenPercent(t *testing.T) {
+	for range 1000 {
+		d := jitter(90 * time.Second)
+		require.GreaterOrEqual(t, d, 81*time.Second)
+		require.LessOrEqual(t, d, 99*time.Second)
+	}
 }
