@@ -56,7 +56,7 @@ type InspectHostResult struct {
 	// its bound happened since the last call); they are in the agent's journal on the host.
 	RepairsLost int64
 	// Unhealthy lists installed packages whose last local check failed, sorted by name. Empty
-	// until the agent's first local round after it started (a minute or two).
+	// until the agent's first local round after it started (about ten seconds).
 	Unhealthy []PackageHealth
 }
 
