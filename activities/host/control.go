@@ -12,8 +12,8 @@ import (
 // ControlService starts, stops or restarts an installed package's service: what a repair flow
 // does to a component that misbehaves without having crashed. Start and Stop check first and
 // do nothing when the service is already so. A stopped service stays stopped only until the
-// Machine's next drift check starts it again: stopping is a step inside an operation, never a
-// state of its own.
+// agent's next local round (RunLocalLoop, about 90 s) starts it again: stopping is a step
+// inside an operation, never a state of its own.
 func (a *Activities) ControlService(ctx context.Context, p hostapi.ControlServiceParams) (hostapi.ControlServiceResult, error) {
 	release, err := a.acquire(ctx)
 	if err != nil {

@@ -50,6 +50,8 @@ type Activities struct {
 	mu sync.Mutex
 	// acked holds, per service, the supervisor restarts already reported as repairs.
 	acked map[string]int
+	// health holds the local loop's last health verdicts of unhealthy packages, by name.
+	health map[string]hostapi.PackageHealth
 }
 
 // Facts reports what the host is. A simulated host may carry its own etc/os-release under Root;
@@ -76,20 +78,34 @@ func (a *Activities) Facts(ctx context.Context) (hostapi.FactsResult, error) {
 	if err != nil {
 		return res, err
 	}
+	res.BootID = a.bootID(st)
+	res.Installed = a.installed(st)
+	return res, nil
+}
+
+// bootID is the kernel's boot id, or a simulated host's boot count.
+func (a *Activities) bootID(st *hostState) string {
 	if a.Simulate {
-		res.BootID = fmt.Sprintf("simulated-boot-%d", st.BootCount)
-	} else if id, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
-		res.BootID = strings.TrimSpace(string(id))
+		return fmt.Sprintf("simulated-boot-%d", st.BootCount)
 	}
+	if id, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil {
+		return strings.TrimSpace(string(id))
+	}
+	return ""
+}
+
+// installed lists the recorded packages, sorted by name, with their services' state now.
+func (a *Activities) installed(st *hostState) []hostapi.InstalledPackage {
+	var out []hostapi.InstalledPackage
 	for _, name := range st.names() {
 		spec := st.Packages[name].Spec
 		ip := hostapi.InstalledPackage{Name: spec.Name, Version: spec.Version, DependsOn: spec.DependsOn, ServiceRunning: true}
 		if spec.Service != nil && a.Services != nil {
 			ip.ServiceRunning = a.Services.Status(spec.Service.Name).Running
 		}
-		res.Installed = append(res.Installed, ip)
+		out = append(out, ip)
 	}
-	return res, nil
+	return out
 }
 
 // ParseOSRelease reads os-release(5) content: KEY=value lines, values optionally quoted.

@@ -44,17 +44,36 @@ type hostState struct {
 	// between knows what may be half there (RemovePackage cleans it up; EnsurePackage finishes
 	// it).
 	Pending map[string]*packageRecord `json:"pending,omitempty"`
+	// RepairSeq is the Seq of the local loop's newest repair. It only grows, and it is saved
+	// with the repair, so a restarted agent neither reports a repair twice nor reuses a Seq.
+	RepairSeq int64 `json:"repairSeq,omitempty"`
+	// Repairs are the local loop's latest repairs, oldest first, at most maxRepairs.
+	Repairs []hostapi.LocalRepair `json:"repairs,omitempty"`
 }
 
 // packageRecord is one applied package version.
 type packageRecord struct {
-	Spec      hostapi.PackageSpec `json:"spec"`
-	SpecHash  string              `json:"specHash"`
-	AppliedAt time.Time           `json:"appliedAt"`
+	// Spec is the spec as the agent applied it: normalized, defaults filled in.
+	Spec     hostapi.PackageSpec `json:"spec"`
+	SpecHash string              `json:"specHash"`
+	// Received is the spec exactly as EnsurePackage received it: hostapi.DesiredDigest is
+	// computed over it, so the agent's digest equals the workflow's when the host is at spec.
+	// Records written by agents before the local loop lack it (see appliedDigest).
+	Received  *hostapi.PackageSpec `json:"received,omitempty"`
+	AppliedAt time.Time            `json:"appliedAt"`
 }
 
-func newRecord(spec hostapi.PackageSpec) *packageRecord {
-	return &packageRecord{Spec: spec, SpecHash: specHash(spec), AppliedAt: time.Now().UTC()}
+// newRecord records spec (normalized) as applied; received is the spec as the workflow sent it.
+func newRecord(spec hostapi.PackageSpec, received *hostapi.PackageSpec) *packageRecord {
+	return &packageRecord{Spec: spec, SpecHash: specHash(spec), Received: received, AppliedAt: time.Now().UTC()}
+}
+
+// sameReceived reports whether rec already holds received (nil: nothing new to record).
+func (r *packageRecord) sameReceived(received *hostapi.PackageSpec) bool {
+	if received == nil {
+		return true
+	}
+	return r.Received != nil && specHash(*r.Received) == specHash(*received)
 }
 
 // specHash identifies a spec: encoding/json writes struct fields in order and map keys sorted.
@@ -77,6 +96,7 @@ func (a *Activities) init() {
 	a.initOnce.Do(func() {
 		a.busy = make(chan struct{}, 1)
 		a.acked = map[string]int{}
+		a.health = map[string]hostapi.PackageHealth{}
 	})
 }
 
@@ -117,6 +137,18 @@ func (a *Activities) acquire(ctx context.Context) (func(), error) {
 		return func() { <-a.busy }, nil
 	case <-ctx.Done():
 		return nil, fmt.Errorf("wait for another change on host %s to finish: %w", a.Host, ctx.Err())
+	}
+}
+
+// tryAcquire takes the host lock if it is free, without waiting: the local loop never queues
+// behind (or ahead of) a change a workflow asked for.
+func (a *Activities) tryAcquire() (func(), bool) {
+	a.init()
+	select {
+	case a.busy <- struct{}{}:
+		return func() { <-a.busy }, true
+	default:
+		return nil, false
 	}
 }
 

@@ -137,7 +137,7 @@ func TestRemoveCleansUpAnInterruptedFirstInstall(t *testing.T) {
 	// What a kill during a first install leaves: the intent recorded, files and configs on disk.
 	st, err := h.a.loadState()
 	require.NoError(t, err)
-	st.Pending["demo"] = newRecord(spec)
+	st.Pending["demo"] = newRecord(spec, &spec)
 	require.NoError(t, h.a.saveState(st))
 	art, err := h.a.artifactFor(context.Background(), spec)
 	require.NoError(t, err)

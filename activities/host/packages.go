@@ -20,7 +20,8 @@ import (
 // verified before anything changes. An install or upgrade whose service does not start is
 // rolled back to the previous version, running again, and fails with ErrTypeInstallFailed.
 func (a *Activities) EnsurePackage(ctx context.Context, p hostapi.EnsurePackageParams) (hostapi.EnsurePackageResult, error) {
-	spec := normalize(p.Spec)
+	received := p.Spec
+	spec := normalize(received)
 	if err := validate(spec); err != nil {
 		return hostapi.EnsurePackageResult{}, err
 	}
@@ -39,17 +40,18 @@ func (a *Activities) EnsurePackage(ctx context.Context, p hostapi.EnsurePackageP
 		return hostapi.EnsurePackageResult{}, err
 	}
 	if cur := st.Packages[spec.Name]; cur != nil && cur.Spec.Version == spec.Version && cur.Spec.Installer == spec.Installer {
-		res, err := a.repair(ctx, st, cur, spec)
+		res, err := a.repair(ctx, st, cur, spec, &received)
 		if err == nil {
 			err = a.dropPending(st, spec)
 		}
 		return res, err
 	}
-	return a.change(ctx, st, st.Packages[spec.Name], spec)
+	return a.change(ctx, st, st.Packages[spec.Name], spec, &received)
 }
 
-// change installs spec where the package is absent or at another version (prev).
-func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRecord, spec hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
+// change installs spec where the package is absent or at another version (prev); received is
+// the spec as the workflow sent it.
+func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRecord, spec hostapi.PackageSpec, received *hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
 	res := hostapi.EnsurePackageResult{Action: hostapi.EnsureInstalled, RebootRequired: spec.RebootRequired}
 	if prev != nil {
 		res.Action, res.PreviousVersion = hostapi.EnsureUpgraded, prev.Spec.Version
@@ -77,7 +79,7 @@ func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRec
 		}
 		a.journal(spec.Name, old.Spec.Version, "abandoned", "superseded by "+spec.Version)
 	}
-	st.Pending[spec.Name] = newRecord(spec)
+	st.Pending[spec.Name] = newRecord(spec, received)
 	if err := a.saveState(st); err != nil {
 		return res, err
 	}
@@ -92,7 +94,7 @@ func (a *Activities) change(ctx context.Context, st *hostState, prev *packageRec
 	}
 
 	// 4. Done: record it, then tidy up.
-	st.Packages[spec.Name] = newRecord(spec)
+	st.Packages[spec.Name] = newRecord(spec, received)
 	delete(st.Pending, spec.Name)
 	if err := a.saveState(st); err != nil {
 		return res, err
@@ -137,18 +139,42 @@ func (a *Activities) artifactFor(ctx context.Context, spec hostapi.PackageSpec) 
 	}
 	heartbeat(ctx, fmt.Sprintf("downloading %s %s", spec.Name, spec.Version))
 	path, err := a.fetcher(ctx, spec).Fetch(ctx, spec.ArtifactURL, spec.SHA256)
-	var ce *fetch.ChecksumError
-	if errors.As(err, &ce) {
-		a.journal(spec.Name, spec.Version, "refused", ce.Error())
-		return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf(
-			"package %s %s: artifact %s has sha256 %s, expected %s; nothing on the host was changed",
-			spec.Name, spec.Version, ce.URL, ce.Actual, ce.Expected), hostapi.ErrTypeChecksumMismatch, nil)
-	}
 	if err != nil {
-		return "", fmt.Errorf("package %s %s: %w", spec.Name, spec.Version, err)
+		return "", a.fetchError(ctx, spec, err)
 	}
 	a.journal(spec.Name, spec.Version, "downloaded", spec.ArtifactURL)
 	return path, nil
+}
+
+// fetchError turns a failed download into the error type that tells the workflow whether to
+// wait (the artifact server will heal) or give up on this spec (the artifact is wrong or gone).
+func (a *Activities) fetchError(ctx context.Context, spec hostapi.PackageSpec, err error) error {
+	if ctx.Err() != nil {
+		// The activity's own deadline or a cancellation: a timeout, which the workflow
+		// already reads as "try again".
+		return fmt.Errorf("package %s %s: %w", spec.Name, spec.Version, err)
+	}
+	switch fetch.Classify(err) {
+	case fetch.FailureChecksum:
+		var ce *fetch.ChecksumError
+		errors.As(err, &ce)
+		a.journal(spec.Name, spec.Version, "refused", ce.Error())
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"package %s %s: artifact %s has sha256 %s, expected %s; nothing on the host was changed",
+			spec.Name, spec.Version, ce.URL, ce.Actual, ce.Expected), hostapi.ErrTypeChecksumMismatch, nil)
+	case fetch.FailureMissing:
+		a.journal(spec.Name, spec.Version, "refused", err.Error())
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			"package %s %s: %v: the spec names an artifact this host cannot have (a bad spec: retrying will not help); nothing on the host was changed",
+			spec.Name, spec.Version, err), hostapi.ErrTypeBadSpec, nil)
+	case fetch.FailureTransient:
+		// Retryable: Temporal's retry policy repeats it, and a workflow that runs out of
+		// attempts waits instead of recording a failure.
+		return temporal.NewApplicationError(fmt.Sprintf(
+			"package %s %s: artifact unavailable for now: %v; nothing on the host was changed, try again later",
+			spec.Name, spec.Version, err), hostapi.ErrTypeArtifactUnavailable)
+	}
+	return fmt.Errorf("package %s %s: %w", spec.Name, spec.Version, err)
 }
 
 // apply puts spec on the host over prev (nil when absent). Each step checks before it acts, so
@@ -270,7 +296,9 @@ func (a *Activities) tidy(spec hostapi.PackageSpec, prev *packageRecord) {
 }
 
 // repair puts a package that is at the right version back to its spec and says what it fixed.
-func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageRecord, spec hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
+// received is the spec as the workflow sent it, recorded when it is new; the local loop, which
+// repairs to the recorded spec, passes the record's own.
+func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageRecord, spec hostapi.PackageSpec, received *hostapi.PackageSpec) (hostapi.EnsurePackageResult, error) {
 	res := hostapi.EnsurePackageResult{Action: hostapi.EnsureNone}
 	var repairs []string
 	fail := func(err error) (hostapi.EnsurePackageResult, error) {
@@ -339,8 +367,8 @@ func (a *Activities) repair(ctx context.Context, st *hostState, cur *packageReco
 		}
 	}
 
-	if cur.SpecHash != specHash(spec) {
-		st.Packages[spec.Name] = newRecord(spec)
+	if cur.SpecHash != specHash(spec) || !cur.sameReceived(received) {
+		st.Packages[spec.Name] = newRecord(spec, received)
 		if err := a.saveState(st); err != nil {
 			return res, err
 		}

@@ -27,14 +27,20 @@ type InspectHostParams struct {
 	// Digest is DesiredDigest of the packages the workflow wants on the host.
 	Digest string
 	// RepairsSince is the last LocalRepair.Seq the workflow has seen; the result carries only
-	// later ones, so every repair is reported (and turned into an Event) once.
+	// later ones, so every repair is reported (and turned into an Event) once. When it is
+	// beyond the agent's newest Seq (the agent's state was reset, say by a reinstalled host),
+	// the agent reports every repair it keeps, and RepairSeq starts the count afresh.
 	RepairsSince int64
 }
 
 // InspectHostResult is the host as the agent sees it now.
 type InspectHostResult struct {
-	// Digest is DesiredDigest of the specs the host has applied; equal to the params' Digest
-	// when the host is at the workflow's spec.
+	// Digest is DesiredDigest of the specs the host has applied, exactly as EnsurePackage
+	// received them; equal to the params' Digest when the host is at the workflow's spec. It
+	// differs from every DesiredDigest ("pending:" prefix) while a change is recorded as under
+	// way, so the workflow runs EnsurePackage to finish or drop it. An agent upgraded from a
+	// release before InspectHost digests what it has (normalized specs), which may differ once:
+	// the EnsurePackage pass that follows records the specs as received.
 	Digest string
 	// BootID changes with every boot (see FactsResult.BootID).
 	BootID string
@@ -46,7 +52,11 @@ type InspectHostResult struct {
 	// RepairSeq is the newest repair's Seq (RepairsSince when there is none): the next call's
 	// RepairsSince.
 	RepairSeq int64
-	// Unhealthy lists installed packages whose last local check failed, sorted by name.
+	// RepairsLost counts repairs after RepairsSince that the agent no longer keeps (more than
+	// its bound happened since the last call); they are in the agent's journal on the host.
+	RepairsLost int64
+	// Unhealthy lists installed packages whose last local check failed, sorted by name. Empty
+	// until the agent's first local round after it started (about ten seconds).
 	Unhealthy []PackageHealth
 }
 

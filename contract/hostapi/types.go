@@ -120,13 +120,42 @@ type CheckHealthResult struct {
 	Message string
 }
 
-// Application error types the workflow handles (all non-retryable: retrying cannot fix them).
+// Application error types the workflow handles. They fall in two classes, and a workflow must
+// tell them apart, because an absent agent or a flaky artifact server is not a failure:
+//
+//   - Permanent, non-retryable: ErrTypeChecksumMismatch, ErrTypeBadSpec, ErrTypeInstallFailed
+//     (and ErrTypeNotInstalled, an answer about the host rather than a failure). Retrying the
+//     same spec gives the same result; only a new spec (or a human) changes it, so a workflow
+//     may remember them as failed for that spec.
+//   - Transient, "wait and try again": ErrTypeArtifactUnavailable (retryable, so Temporal's retry
+//     policy already repeats it), and every timeout (ScheduleToStart: no agent polls the host's
+//     queue; StartToClose or Heartbeat: the agent died or lost Temporal mid-activity). Activities
+//     are idempotent and a change under way is recorded as pending on the host, so the next
+//     attempt resumes it. A workflow waits with backoff and must not record a failure.
+//
+// Any other error (an I/O error on the host, say) is retryable and, when retries run out,
+// should be treated as transient too.
 const (
 	ErrTypeChecksumMismatch = "ChecksumMismatch" // artifact digest differs from the spec: nothing changed
-	ErrTypeBadSpec          = "BadSpec"          // the spec cannot be applied (unknown installer, bad path)
+	ErrTypeBadSpec          = "BadSpec"          // the spec cannot be applied (unknown installer, bad path, artifact URL answers 404 or 403)
 	ErrTypeInstallFailed    = "InstallFailed"    // install/upgrade failed; the previous version is still installed and running
 	ErrTypeNotInstalled     = "NotInstalled"     // asked about a package the host does not have
+
+	// ErrTypeArtifactUnavailable: the artifact could not be fetched for a reason that heals by
+	// itself (HTTP 5xx or 429, connection refused or reset, DNS failure, timeout). Nothing on the
+	// host was changed. Retryable: wait and try again.
+	ErrTypeArtifactUnavailable = "ArtifactUnavailable"
 )
+
+// PermanentError reports whether an application error of type errType means the spec cannot
+// be applied as it is (retrying will not help), as opposed to "wait and try again".
+func PermanentError(errType string) bool {
+	switch errType {
+	case ErrTypeChecksumMismatch, ErrTypeBadSpec, ErrTypeInstallFailed:
+		return true
+	}
+	return false
+}
 
 // Package types and installers, as the API spells them.
 const (

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"kok.dev/activities/host"
@@ -33,7 +34,10 @@ type Options struct {
 	Root        string
 	Simulate    bool
 	MetricsAddr string
-	Temporal    tclient.Options
+	// LocalCheckInterval is how often the agent's local loop keeps the host at its applied
+	// specs (0: never, which leaves drift until a workflow applies a spec again).
+	LocalCheckInterval time.Duration
+	Temporal           tclient.Options
 }
 
 // AddFlags registers the flags on fs.
@@ -44,6 +48,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Root, "root", "/", "Root directory the agent manages. A simulated host uses a private directory.")
 	fs.BoolVar(&o.Simulate, "simulate", false, "Run as a simulated host rooted at --root (for the local system and tests): nothing outside --root is changed.")
 	fs.StringVar(&o.MetricsAddr, "metrics-bind-address", "127.0.0.1:9090", "Address of /metrics and /healthz; \"0\" turns it off.")
+	fs.DurationVar(&o.LocalCheckInterval, "local-check-interval", host.DefaultLocalCheckInterval, "How often the agent, on its own and without Temporal, restarts stopped services, rewrites drifted configs and sysctls of the installed packages and runs their health checks (jittered by ±10%). Workflows read the result with InspectHost. 0 turns the local loop off.")
 	o.Temporal.AddFlags(fs)
 }
 
@@ -64,6 +69,9 @@ func (o *Options) Validate() error {
 			return fmt.Errorf("--root %q: %w", o.Root, err)
 		}
 		o.Root = abs
+	}
+	if o.LocalCheckInterval < 0 || (o.LocalCheckInterval > 0 && o.LocalCheckInterval < time.Second) {
+		return fmt.Errorf("--local-check-interval %s: must be 0 (off) or at least 1s", o.LocalCheckInterval)
 	}
 	if o.Address == "" {
 		o.Address = defaultAddress(o.Simulate)
@@ -106,13 +114,6 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	}
 	defer func() { _ = lock.Release() }()
 
-	o.Temporal.Identity = "kok-agent@" + o.Host
-	tc, err := tclient.Dial(ctx, o.Temporal, log)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-
 	// Services run under the agent's supervisor. On a simulated host they die with the agent,
 	// even a killed one: a stopped host must look stopped (its node goes NotReady).
 	sup := supervisor.New(supervisor.Options{
@@ -124,8 +125,30 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	acts := &host.Activities{Host: o.Host, Address: o.Address, Root: o.Root, Simulate: o.Simulate, Services: sup, Logger: log}
 	// Like a host that boots: every installed package's service starts again.
 	if err := host.StartInstalledServices(ctx, acts); err != nil {
-		log.Error("some installed services did not start; the next drift check retries them", "err", err)
+		log.Error("some installed services did not start; the local loop retries them", "err", err)
 	}
+	// The local loop keeps the host at its applied specs with no Temporal traffic. It ends
+	// before the supervisor closes (defers run last-in first-out).
+	if o.LocalCheckInterval > 0 {
+		loopCtx, stopLoop := context.WithCancel(ctx)
+		loopDone := make(chan struct{})
+		go func() {
+			defer close(loopDone)
+			host.RunLocalLoop(loopCtx, acts, o.LocalCheckInterval)
+		}()
+		defer func() { stopLoop(); <-loopDone }()
+	}
+
+	// Temporal last: the host is kept without it, so an outage delays only what workflows ask.
+	o.Temporal.Identity = "kok-agent@" + o.Host
+	tc, err := dialTemporal(ctx, o.Temporal, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // told to stop while Temporal was away
+		}
+		return err
+	}
+	defer tc.Close()
 
 	hostQueue := queue.HostTaskQueue(o.Host)
 	w := worker.New(tc, hostQueue, worker.Options{})
@@ -139,7 +162,7 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	log.Info("kok-agent serving", "host", o.Host, "taskQueue", hostQueue, "root", o.Root, "simulate", o.Simulate)
+	log.Info("kok-agent serving", "host", o.Host, "taskQueue", hostQueue, "root", o.Root, "simulate", o.Simulate, "localCheckInterval", o.LocalCheckInterval)
 	<-ctx.Done()
 	if srv != nil {
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -147,6 +170,31 @@ func Run(ctx context.Context, o Options, log *slog.Logger) error {
 		_ = srv.Shutdown(shutdown)
 	}
 	return nil
+}
+
+// dialTemporal connects to Temporal, trying again with backoff (1s doubling to 30s) while it is
+// unreachable, so that an agent started during a Temporal outage keeps its host's services
+// running instead of exiting. Flags that cannot work fail at once.
+func dialTemporal(ctx context.Context, o tclient.Options, log *slog.Logger) (client.Client, error) {
+	if _, err := o.ClientOptions(log); err != nil {
+		return nil, err
+	}
+	wait := time.Second
+	for {
+		tc, err := tclient.Dial(ctx, o, log)
+		if err == nil {
+			return tc, nil
+		}
+		log.Warn("Temporal is unreachable; the local loop keeps the host meanwhile", "err", err, "retryIn", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }
 
 func serveMetrics(addr string, log *slog.Logger) (*http.Server, error) {

@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -25,6 +28,70 @@ type ChecksumError struct {
 
 func (e *ChecksumError) Error() string {
 	return fmt.Sprintf("artifact %s has sha256 %s, expected %s", e.URL, e.Actual, e.Expected)
+}
+
+// SourceError reports an artifact source that answered without the artifact: an HTTP status
+// other than 200 OK, or a file URL that names no file (Code 404 then, as a server would say).
+type SourceError struct {
+	URL  string
+	Code int
+	// Status says it in words: "503 Service Unavailable", or "no such file".
+	Status string
+}
+
+func (e *SourceError) Error() string {
+	if strings.HasPrefix(e.URL, "file:") {
+		return fmt.Sprintf("open artifact %s: %s", e.URL, e.Status)
+	}
+	return fmt.Sprintf("download %s: HTTP %s", e.URL, e.Status)
+}
+
+// Failure is what a failed Fetch means for the caller.
+type Failure int
+
+const (
+	// FailureOther is neither transient nor permanent as far as fetch can tell (a full disk, a
+	// TLS certificate the host does not trust): retry as any error.
+	FailureOther Failure = iota
+	// FailureTransient heals by itself: HTTP 5xx, 408, 425 or 429, a refused, reset or dropped
+	// connection, a DNS failure, a timeout. Wait and try again.
+	FailureTransient
+	// FailureMissing: the URL names nothing the host may have (HTTP 401, 403, 404, 410, any other
+	// 4xx, a missing file). Retrying the same URL will not help: the spec is wrong.
+	FailureMissing
+	// FailureChecksum: the artifact was fetched and its digest differs from the expected one.
+	FailureChecksum
+)
+
+// Classify says what a Fetch error means. It does not look at the caller's context: an error
+// because the caller's own deadline passed is the caller's to recognise first.
+func Classify(err error) Failure {
+	var ce *ChecksumError
+	if errors.As(err, &ce) {
+		return FailureChecksum
+	}
+	var se *SourceError
+	if errors.As(err, &se) {
+		switch {
+		case se.Code >= 500, se.Code == http.StatusRequestTimeout, se.Code == http.StatusTooEarly, se.Code == http.StatusTooManyRequests:
+			return FailureTransient
+		case se.Code >= 400:
+			return FailureMissing
+		}
+		return FailureOther
+	}
+	var dns *net.DNSError
+	var ne net.Error
+	switch {
+	case errors.As(err, &dns),
+		errors.As(err, &ne) && ne.Timeout(),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNABORTED),
+		errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EPIPE):
+		return FailureTransient
+	}
+	return FailureOther
 }
 
 var digestRE = regexp.MustCompile(`^[a-f0-9]{64}$`)
@@ -154,6 +221,9 @@ func (f *Fetcher) open(ctx context.Context, rawURL string) (io.ReadCloser, int64
 			return nil, 0, fmt.Errorf("artifact URL %q: a file URL must not name a host", rawURL)
 		}
 		file, err := os.Open(u.Path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, 0, &SourceError{URL: rawURL, Code: http.StatusNotFound, Status: "no such file"}
+		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("open artifact %s: %w", rawURL, err)
 		}
@@ -178,7 +248,7 @@ func (f *Fetcher) open(ctx context.Context, rawURL string) (io.ReadCloser, int64
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
-			return nil, 0, fmt.Errorf("download %s: HTTP %s", rawURL, resp.Status)
+			return nil, 0, &SourceError{URL: rawURL, Code: resp.StatusCode, Status: resp.Status}
 		}
 		return resp.Body, resp.ContentLength, nil
 	default:

@@ -5,10 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -95,4 +99,49 @@ func TestFetchReplacesCorruptCacheEntry(t *testing.T) {
 	got, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.Equal(t, content, got)
+}
+
+func TestClassify(t *testing.T) {
+	content := []byte("served artifact")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		if err != nil {
+			_, _ = w.Write(content)
+			return
+		}
+		w.WriteHeader(code)
+	}))
+	defer srv.Close()
+	// A port nothing listens on: take one and give it back.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	refused := "http://" + l.Addr().String() + "/a"
+	require.NoError(t, l.Close())
+
+	f := &Fetcher{Dir: t.TempDir()}
+	for _, tc := range []struct {
+		url    string
+		digest string
+		want   Failure
+		msg    string
+	}{
+		{srv.URL + "/503", digestOf(content), FailureTransient, "HTTP 503 Service Unavailable"},
+		{srv.URL + "/502", digestOf(content), FailureTransient, "HTTP 502 Bad Gateway"},
+		{srv.URL + "/429", digestOf(content), FailureTransient, "HTTP 429 Too Many Requests"},
+		{srv.URL + "/408", digestOf(content), FailureTransient, "HTTP 408"},
+		{refused, digestOf(content), FailureTransient, "connection refused"},
+		{srv.URL + "/404", digestOf(content), FailureMissing, "HTTP 404 Not Found"},
+		{srv.URL + "/403", digestOf(content), FailureMissing, "HTTP 403 Forbidden"},
+		{"file://" + filepath.Join(t.TempDir(), "absent"), digestOf(content), FailureMissing, "no such file"},
+		{srv.URL + "/ok", digestOf([]byte("other")), FailureChecksum, "has sha256"},
+		{srv.URL + "/204", digestOf(content), FailureOther, "HTTP 204 No Content"},
+	} {
+		_, err := f.Fetch(context.Background(), tc.url, tc.digest)
+		require.Error(t, err, tc.url)
+		require.Equal(t, tc.want, Classify(err), "%s: %v", tc.url, err)
+		require.ErrorContains(t, err, tc.msg)
+		require.ErrorContains(t, err, tc.url, "the error names the URL")
+	}
+	require.Equal(t, FailureTransient, Classify(fmt.Errorf("x: %w", &net.DNSError{Err: "no such host", Name: "artifacts.example", IsNotFound: true})))
+	require.Equal(t, FailureOther, Classify(errors.New("disk full")))
 }
