@@ -65,8 +65,10 @@ const (
 // PKI, rendering, downloads and unpacking, the agent's 1 s stay-up check per component, the CRD
 // install, Temporal round trips and status writes; nor the old processes' graceful stop in an
 // upgrade, which is the components' own time too and so is reported beside the floor
-// (old_process_stop: from the agent's journal entry "unpacked" of the new version — the agent
-// writes the configs and sends SIGTERM within milliseconds of it — to the old process gone).
+// (old_process_stop: every process stopped during the upgrade, from the agent's journal entry
+// "unpacked" of the package whose replacement stopped it — the agent writes the configs and
+// stops the old process, its dependents first, within milliseconds of it — to the process
+// gone; see upgradeStop).
 // kok's Running does not wait for the controller-manager, scheduler or operator to be healthy
 // (only for their processes to stay up 1 s), while the floor does. An upgrade kok rolls back
 // gives no sample; it is counted (rolled_back_n) and its reason logged.
@@ -143,7 +145,10 @@ func BenchmarkClusterLifecycle(b *testing.B) {
 		"(the upgrade keeps the operator: same kok in both releases). overhead = wall - floor per sample, then the median. "+
 		"Outside the floor: PKI, render, download and unpack, the agent's 1 s stay-up check per component, CRD install, "+
 		"Temporal round trips, status writes, and in upgrades the old processes' graceful stop, reported beside the floor as "+
-		"old_process_stop (agent journal 'unpacked' of the new version, right before its SIGTERM -> old process gone). "+
+		"old_process_stop: every process stopped during the upgrade (the agent stops a package's dependents before it, "+
+		"in reverse dependency order, and starts them again after), from the agent's journal 'unpacked' of the package "+
+		"whose replacement stopped it -> process gone. In upgrades a component's floor counts from its first process "+
+		"started after its new version was unpacked. "+
 		"rolled_back_n: upgrades kok itself rolled back (no sample; the reason is in the benchmark log). "+
 		"load1 (1-minute load average) was sampled at the start and end of every measured operation; "+
 		"other work ran on the 2 cores meanwhile, so the figures are noisy.",
@@ -639,7 +644,13 @@ func (c *componentClock) upgradeFloor(t0 time.Time) (time.Duration, map[string]t
 		var ready time.Time // when this master's last upgraded stage was healthy
 		run := func(comp string) (started, healthy time.Time, ok bool) {
 			in := componentAt{h, comp}
-			started, healthy, restarts, ran := c.since(in, t0)
+			// The new version's processes start after it is unpacked; the old version may
+			// have been started again before that, after a dependency's replacement.
+			from := t0
+			if unpacked := changed[in]; unpacked.After(from) {
+				from = unpacked
+			}
+			started, healthy, restarts, ran := c.since(in, from)
 			if _, up := changed[in]; !up {
 				if ran {
 					c.b.Logf("%s on %s restarted during the upgrade, which did not change it; not in the floor", comp, h)
@@ -703,30 +714,54 @@ func (c *componentClock) upgraded(t0 time.Time) map[componentAt]time.Time {
 	return out
 }
 
-// upgradeStop is how long the processes an upgrade begun at t0 replaced took to stop, summed
-// over the masters (and by component): from the agent's journal entry "unpacked" of the new
-// version (the agent writes the configs and sends SIGTERM within milliseconds of it) to the old
-// process gone.
+// upgradeStop is how long the processes that stopped during an upgrade begun at t0 took to
+// stop, summed over the masters (and by component): from the agent's journal entry "unpacked"
+// of the package whose replacement stopped them (the latest on that host before the process
+// was gone; the agent writes the configs and stops the old process and the ones depending on
+// it within milliseconds of it) to the process gone. The old processes of the upgraded
+// components count, and so do their dependents' processes the agent stopped first and started
+// again after.
 func (c *componentClock) upgradeStop(t0 time.Time) (total time.Duration, byComponent map[string]time.Duration) {
 	byComponent = map[string]time.Duration{}
-	for in, unpacked := range c.upgraded(t0) {
-		var exited time.Time
-		c.mu.Lock()
-		for _, r := range c.runs[in] {
-			if r.started.Before(t0) {
-				exited = r.exited
+	unpacked := c.unpackedTimes(t0)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for in, runs := range c.runs {
+		for _, r := range runs {
+			if r.exited.Before(t0) {
+				continue
 			}
+			var began time.Time
+			for _, u := range unpacked[in.host] {
+				if u.Before(r.exited) {
+					began = u
+				}
+			}
+			if began.IsZero() {
+				c.b.Logf("%s on %s: a process gone at %v, before any new version was unpacked; its stop not measured", in.comp, in.host, r.exited)
+				continue
+			}
+			d := r.exited.Sub(began)
+			total += d
+			byComponent[in.comp] += d
 		}
-		c.mu.Unlock()
-		if exited.IsZero() || unpacked.IsZero() {
-			c.b.Logf("%s on %s: stop not measured (old process gone at %v, new version unpacked at %v)", in.comp, in.host, exited, unpacked)
-			continue
-		}
-		d := max(exited.Sub(unpacked), 0)
-		total += d
-		byComponent[in.comp] += d
 	}
 	return total, byComponent
+}
+
+// unpackedTimes lists, per host, the moments the agent unpacked a component's new version since
+// t0, in order.
+func (c *componentClock) unpackedTimes(t0 time.Time) map[string][]time.Time {
+	out := map[string][]time.Time{}
+	for in, at := range c.upgraded(t0) {
+		if !at.IsZero() {
+			out[in.host] = append(out[in.host], at)
+		}
+	}
+	for _, ts := range out {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	}
+	return out
 }
 
 func (c *componentClock) noteRestarts(h, comp string, n int) {

@@ -63,6 +63,9 @@ func (a *Activities) serviceSpec(spec hostapi.PackageSpec) supervisor.Spec {
 		Dir:           dir,
 		RestartPolicy: supervisor.RestartPolicy(svc.RestartPolicy),
 		LogPath:       a.path(filepath.Join(LogDir, svc.Name+".log")),
+		// The supervisor stops a package's dependents before it, and starts them again after.
+		Package:   spec.Name,
+		DependsOn: spec.DependsOn,
 	}
 }
 
