@@ -405,6 +405,8 @@ const (
 	clockProbeTimeout = time.Second
 	// procUserHZ is the unit of /proc/<pid>/stat's start time: fixed at 100 by the kernel's ABI.
 	procUserHZ = 100
+	// procTickSlack covers a start time's truncation to a tick and the boot clock's reading.
+	procTickSlack = 100 * time.Millisecond
 )
 
 func newComponentClock(b *testing.B, env *harness.Env, cluster string, hosts []string, apiServerPort int) *componentClock {
@@ -646,8 +648,10 @@ func (c *componentClock) upgradeFloor(t0 time.Time) (time.Duration, map[string]t
 			in := componentAt{h, comp}
 			// The new version's processes start after it is unpacked; the old version may
 			// have been started again before that, after a dependency's replacement.
+			// /proc start times are in 10 ms ticks, and a new process may start within
+			// milliseconds of its unpacking.
 			from := t0
-			if unpacked := changed[in]; unpacked.After(from) {
+			if unpacked := changed[in].Add(-procTickSlack); unpacked.After(from) {
 				from = unpacked
 			}
 			started, healthy, restarts, ran := c.since(in, from)

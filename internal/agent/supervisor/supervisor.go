@@ -54,6 +54,11 @@ type Spec struct {
 	// before SIGKILL (default Options.StopGrace).
 	StopSignal syscall.Signal
 	StopGrace  time.Duration
+	// Ready, when set, says whether the service serves (its health check). The services that
+	// depend on it start again only once it does (or after Options.ReadyTimeout): a client
+	// started before its server listens may give up at once (kube-controller-manager exits when
+	// the apiserver refuses its first requests).
+	Ready func(context.Context) error
 }
 
 // Equal reports whether two specs run the same process the same way. Dependencies and the
@@ -101,6 +106,9 @@ type Options struct {
 	// MaxLogBytes: a log larger than this is moved to <log>.1 (replacing an older one).
 	// Default 10 MiB.
 	MaxLogBytes int64
+	// ReadyTimeout bounds the wait for a started service's Ready before its dependents start
+	// again anyway. Default 2m.
+	ReadyTimeout time.Duration
 	// DieWithAgent makes every service receive SIGKILL when the agent process dies.
 	DieWithAgent bool
 	Logger       *slog.Logger
@@ -131,6 +139,9 @@ func New(o Options) *Supervisor {
 	}
 	if o.StableAfter == 0 {
 		o.StableAfter = 10 * time.Second
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 2 * time.Minute
 	}
 	if o.MaxLogBytes == 0 {
 		o.MaxLogBytes = 10 << 20
@@ -216,8 +227,57 @@ func (s *Supervisor) replace(spec Spec) (*run, error) {
 	s.services[spec.Name] = svc
 	s.mu.Unlock()
 	go s.loop(svc, first)
-	s.resume(spec.Package)
+	s.resumeWhenReady(svc)
 	return first, nil
+}
+
+// resumeWhenReady starts again the services held for svc once svc is ready (at once when it
+// has no Ready), unless svc was stopped or replaced meanwhile. The caller holds s.ops.
+func (s *Supervisor) resumeWhenReady(svc *service) {
+	if svc.spec.Package == "" || len(s.heldUsersOf(svc.spec.Package)) == 0 {
+		return
+	}
+	if svc.spec.Ready == nil {
+		s.resume(svc.spec.Package)
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.o.ReadyTimeout)
+		defer cancel()
+		tick := time.NewTicker(readyPoll)
+		defer tick.Stop()
+		for svc.spec.Ready(ctx) != nil {
+			select {
+			case <-ctx.Done():
+				s.o.Logger.Warn("service not ready in time; starting its dependents anyway", "service", svc.spec.Name, "timeout", s.o.ReadyTimeout)
+			case <-svc.stop:
+				return
+			case <-s.quit:
+				return
+			case <-tick.C:
+				continue
+			}
+			break
+		}
+		s.ops.Lock()
+		defer s.ops.Unlock()
+		if s.lookup(svc.spec.Name) == svc && !svc.stopped() {
+			s.resume(svc.spec.Package)
+		}
+	}()
+}
+
+// readyPoll is how often a started service's Ready is asked while dependents wait for it.
+const readyPoll = 100 * time.Millisecond
+
+// stopped reports whether svc was asked to stop.
+func (svc *service) stopped() bool {
+	select {
+	case <-svc.stop:
+		return true
+	default:
+		return false
+	}
 }
 
 func newService(spec Spec) *service {
@@ -304,8 +364,8 @@ func (s *Supervisor) hold(names []string) {
 	}
 }
 
-// resume starts again the held services that depend on pkg, once everything they depend on
-// runs, dependencies before dependents. The caller holds s.ops.
+// resume starts again the held services that depend on pkg and on nothing still held; each of
+// them in turn brings back its own dependents once it is ready. The caller holds s.ops.
 func (s *Supervisor) resume(pkg string) {
 	if pkg == "" {
 		return
@@ -326,8 +386,12 @@ func (s *Supervisor) resume(pkg string) {
 			s.services[svc.spec.Name] = next
 			s.mu.Unlock()
 			go s.loop(next, r)
-			if svc.spec.Package != "" {
-				started = append(started, svc.spec.Package)
+			if next.spec.Ready == nil {
+				if next.spec.Package != "" {
+					started = append(started, next.spec.Package)
+				}
+			} else {
+				s.resumeWhenReady(next)
 			}
 		}
 	}

@@ -3,12 +3,14 @@ package supervisor
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -326,4 +328,38 @@ func TestPerServiceStopSignalAndGrace(t *testing.T) {
 	pid := s.Status("deaf").PID
 	require.NoError(t, s.Stop("deaf"))
 	require.False(t, alive(pid))
+}
+
+func TestDependentsWaitForReady(t *testing.T) {
+	dir := t.TempDir()
+	s := fast(t)
+	startChain(t, s, dir)
+	var ready atomic.Bool
+	var asked atomic.Int32
+	db := member(dir, "db")
+	db.Ready = func(context.Context) error {
+		asked.Add(1)
+		if !ready.Load() {
+			return errors.New("not yet")
+		}
+		return nil
+	}
+	require.NoError(t, s.Start(context.Background(), db, 0))
+	require.Equal(t, []string{"ctl", "web", "api", "db"}, stopOrder(t, dir))
+	waitUp(t, s, dir, "db")
+	require.Eventually(t, func() bool { return asked.Load() >= 3 }, 10*time.Second, 10*time.Millisecond)
+	require.False(t, s.Status("api").Running, "api waits for db to be ready")
+	ready.Store(true)
+	waitUp(t, s, dir, "api", "ctl", "web")
+}
+
+func TestDependentsStartAnywayAfterReadyTimeout(t *testing.T) {
+	dir := t.TempDir()
+	s := New(Options{RunDir: filepath.Join(dir, "run"), StopGrace: 2 * time.Second, ReadyTimeout: 200 * time.Millisecond})
+	t.Cleanup(s.Close)
+	startChain(t, s, dir)
+	db := member(dir, "db")
+	db.Ready = func(context.Context) error { return errors.New("never") }
+	require.NoError(t, s.Start(context.Background(), db, 0))
+	waitUp(t, s, dir, "api", "ctl", "web")
 }
