@@ -147,7 +147,8 @@ func BenchmarkClusterLifecycle(b *testing.B) {
 		"Temporal round trips, status writes, and in upgrades the old processes' graceful stop, reported beside the floor as "+
 		"old_process_stop: every process stopped during the upgrade (the agent stops a package's dependents before it, "+
 		"in reverse dependency order, and starts them again after), from the agent's journal 'unpacked' of the package "+
-		"whose replacement stopped it -> process gone. In upgrades a component's floor counts from its first process "+
+		"whose replacement stopped it -> process gone, each process counted from the one stopped before it in the same replacement "+
+		"(they stop one after another, so the shares add up to the time spent stopping). In upgrades a component's floor counts from its first process "+
 		"started after its new version was unpacked. "+
 		"rolled_back_n: upgrades kok itself rolled back (no sample; the reason is in the benchmark log). "+
 		"load1 (1-minute load average) was sampled at the start and end of every measured operation; "+
@@ -719,35 +720,47 @@ func (c *componentClock) upgraded(t0 time.Time) map[componentAt]time.Time {
 }
 
 // upgradeStop is how long the processes that stopped during an upgrade begun at t0 took to
-// stop, summed over the masters (and by component): from the agent's journal entry "unpacked"
-// of the package whose replacement stopped them (the latest on that host before the process
-// was gone; the agent writes the configs and stops the old process and the ones depending on
-// it within milliseconds of it) to the process gone. The old processes of the upgraded
-// components count, and so do their dependents' processes the agent stopped first and started
-// again after.
+// stop, summed over the masters (and by component). A replacement starts at the agent's journal
+// entry "unpacked" of the package (the agent writes the configs and stops the old process, its
+// dependents first, within milliseconds of it); every process gone after it and before the
+// next one counts. The agent stops them one after another, so each one's share is from the
+// previous one gone (or the entry) to its own exit, and the shares of a replacement add up to
+// its stopping time.
 func (c *componentClock) upgradeStop(t0 time.Time) (total time.Duration, byComponent map[string]time.Duration) {
 	byComponent = map[string]time.Duration{}
 	unpacked := c.unpackedTimes(t0)
+	type exit struct {
+		comp string
+		at   time.Time
+	}
+	exits := map[string][]exit{} // by host
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for in, runs := range c.runs {
 		for _, r := range runs {
-			if r.exited.Before(t0) {
-				continue
+			if !r.exited.Before(t0) {
+				exits[in.host] = append(exits[in.host], exit{in.comp, r.exited})
 			}
+		}
+	}
+	c.mu.Unlock()
+	for h, es := range exits {
+		sort.Slice(es, func(i, j int) bool { return es[i].at.Before(es[j].at) })
+		var prev time.Time
+		for _, e := range es {
 			var began time.Time
-			for _, u := range unpacked[in.host] {
-				if u.Before(r.exited) {
+			for _, u := range unpacked[h] {
+				if u.Before(e.at) {
 					began = u
 				}
 			}
 			if began.IsZero() {
-				c.b.Logf("%s on %s: a process gone at %v, before any new version was unpacked; its stop not measured", in.comp, in.host, r.exited)
+				c.b.Logf("%s on %s: a process gone at %v, before any new version was unpacked; its stop not measured", e.comp, h, e.at)
 				continue
 			}
-			d := r.exited.Sub(began)
+			d := e.at.Sub(laterOf(began, prev))
+			prev = e.at
 			total += d
-			byComponent[in.comp] += d
+			byComponent[e.comp] += d
 		}
 	}
 	return total, byComponent
