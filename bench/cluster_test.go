@@ -65,8 +65,10 @@ const (
 // PKI, rendering, downloads and unpacking, the agent's 1 s stay-up check per component, the CRD
 // install, Temporal round trips and status writes; nor the old processes' graceful stop in an
 // upgrade, which is the components' own time too and so is reported beside the floor
-// (old_process_stop: from the agent's journal entry "unpacked" of the new version — the agent
-// writes the configs and sends SIGTERM within milliseconds of it — to the old process gone).
+// (old_process_stop: every process stopped during the upgrade, from the agent's journal entry
+// "unpacked" of the package whose replacement stopped it — the agent writes the configs and
+// stops the old process, its dependents first, within milliseconds of it — to the process
+// gone; see upgradeStop).
 // kok's Running does not wait for the controller-manager, scheduler or operator to be healthy
 // (only for their processes to stay up 1 s), while the floor does. An upgrade kok rolls back
 // gives no sample; it is counted (rolled_back_n) and its reason logged.
@@ -143,7 +145,11 @@ func BenchmarkClusterLifecycle(b *testing.B) {
 		"(the upgrade keeps the operator: same kok in both releases). overhead = wall - floor per sample, then the median. "+
 		"Outside the floor: PKI, render, download and unpack, the agent's 1 s stay-up check per component, CRD install, "+
 		"Temporal round trips, status writes, and in upgrades the old processes' graceful stop, reported beside the floor as "+
-		"old_process_stop (agent journal 'unpacked' of the new version, right before its SIGTERM -> old process gone). "+
+		"old_process_stop: every process stopped during the upgrade (the agent stops a package's dependents before it, "+
+		"in reverse dependency order, and starts them again after), from the agent's journal 'unpacked' of the package "+
+		"whose replacement stopped it -> process gone, each process counted from the one stopped before it in the same replacement "+
+		"(they stop one after another, so the shares add up to the time spent stopping). In upgrades a component's floor counts from its first process "+
+		"started after its new version was unpacked. "+
 		"rolled_back_n: upgrades kok itself rolled back (no sample; the reason is in the benchmark log). "+
 		"load1 (1-minute load average) was sampled at the start and end of every measured operation; "+
 		"other work ran on the 2 cores meanwhile, so the figures are noisy.",
@@ -400,6 +406,8 @@ const (
 	clockProbeTimeout = time.Second
 	// procUserHZ is the unit of /proc/<pid>/stat's start time: fixed at 100 by the kernel's ABI.
 	procUserHZ = 100
+	// procTickSlack covers a start time's truncation to a tick and the boot clock's reading.
+	procTickSlack = 100 * time.Millisecond
 )
 
 func newComponentClock(b *testing.B, env *harness.Env, cluster string, hosts []string, apiServerPort int) *componentClock {
@@ -639,7 +647,15 @@ func (c *componentClock) upgradeFloor(t0 time.Time) (time.Duration, map[string]t
 		var ready time.Time // when this master's last upgraded stage was healthy
 		run := func(comp string) (started, healthy time.Time, ok bool) {
 			in := componentAt{h, comp}
-			started, healthy, restarts, ran := c.since(in, t0)
+			// The new version's processes start after it is unpacked; the old version may
+			// have been started again before that, after a dependency's replacement.
+			// /proc start times are in 10 ms ticks, and a new process may start within
+			// milliseconds of its unpacking.
+			from := t0
+			if unpacked := changed[in].Add(-procTickSlack); unpacked.After(from) {
+				from = unpacked
+			}
+			started, healthy, restarts, ran := c.since(in, from)
 			if _, up := changed[in]; !up {
 				if ran {
 					c.b.Logf("%s on %s restarted during the upgrade, which did not change it; not in the floor", comp, h)
@@ -703,30 +719,66 @@ func (c *componentClock) upgraded(t0 time.Time) map[componentAt]time.Time {
 	return out
 }
 
-// upgradeStop is how long the processes an upgrade begun at t0 replaced took to stop, summed
-// over the masters (and by component): from the agent's journal entry "unpacked" of the new
-// version (the agent writes the configs and sends SIGTERM within milliseconds of it) to the old
-// process gone.
+// upgradeStop is how long the processes that stopped during an upgrade begun at t0 took to
+// stop, summed over the masters (and by component). A replacement starts at the agent's journal
+// entry "unpacked" of the package (the agent writes the configs and stops the old process, its
+// dependents first, within milliseconds of it); every process gone after it and before the
+// next one counts. The agent stops them one after another, so each one's share is from the
+// previous one gone (or the entry) to its own exit, and the shares of a replacement add up to
+// its stopping time.
 func (c *componentClock) upgradeStop(t0 time.Time) (total time.Duration, byComponent map[string]time.Duration) {
 	byComponent = map[string]time.Duration{}
-	for in, unpacked := range c.upgraded(t0) {
-		var exited time.Time
-		c.mu.Lock()
-		for _, r := range c.runs[in] {
-			if r.started.Before(t0) {
-				exited = r.exited
+	unpacked := c.unpackedTimes(t0)
+	type exit struct {
+		comp string
+		at   time.Time
+	}
+	exits := map[string][]exit{} // by host
+	c.mu.Lock()
+	for in, runs := range c.runs {
+		for _, r := range runs {
+			if !r.exited.Before(t0) {
+				exits[in.host] = append(exits[in.host], exit{in.comp, r.exited})
 			}
 		}
-		c.mu.Unlock()
-		if exited.IsZero() || unpacked.IsZero() {
-			c.b.Logf("%s on %s: stop not measured (old process gone at %v, new version unpacked at %v)", in.comp, in.host, exited, unpacked)
-			continue
+	}
+	c.mu.Unlock()
+	for h, es := range exits {
+		sort.Slice(es, func(i, j int) bool { return es[i].at.Before(es[j].at) })
+		var prev time.Time
+		for _, e := range es {
+			var began time.Time
+			for _, u := range unpacked[h] {
+				if u.Before(e.at) {
+					began = u
+				}
+			}
+			if began.IsZero() {
+				c.b.Logf("%s on %s: a process gone at %v, before any new version was unpacked; its stop not measured", e.comp, h, e.at)
+				continue
+			}
+			d := e.at.Sub(laterOf(began, prev))
+			prev = e.at
+			total += d
+			byComponent[e.comp] += d
 		}
-		d := max(exited.Sub(unpacked), 0)
-		total += d
-		byComponent[in.comp] += d
 	}
 	return total, byComponent
+}
+
+// unpackedTimes lists, per host, the moments the agent unpacked a component's new version since
+// t0, in order.
+func (c *componentClock) unpackedTimes(t0 time.Time) map[string][]time.Time {
+	out := map[string][]time.Time{}
+	for in, at := range c.upgraded(t0) {
+		if !at.IsZero() {
+			out[in.host] = append(out[in.host], at)
+		}
+	}
+	for _, ts := range out {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	}
+	return out
 }
 
 func (c *componentClock) noteRestarts(h, comp string, n int) {

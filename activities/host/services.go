@@ -55,6 +55,10 @@ func (a *Activities) serviceSpec(spec hostapi.PackageSpec) supervisor.Spec {
 	if dir == "" {
 		dir = a.Root
 	}
+	var ready func(context.Context) error
+	if spec.HealthCheck != nil {
+		ready = func(ctx context.Context) error { return a.checkOnce(ctx, spec) }
+	}
 	return supervisor.Spec{
 		Name:          svc.Name,
 		Path:          cmd[0],
@@ -63,6 +67,11 @@ func (a *Activities) serviceSpec(spec hostapi.PackageSpec) supervisor.Spec {
 		Dir:           dir,
 		RestartPolicy: supervisor.RestartPolicy(svc.RestartPolicy),
 		LogPath:       a.path(filepath.Join(LogDir, svc.Name+".log")),
+		// The supervisor stops a package's dependents before it, and starts them again once it
+		// is healthy.
+		Package:   spec.Name,
+		DependsOn: spec.DependsOn,
+		Ready:     ready,
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"kok.dev/dev/simnode/health"
@@ -25,10 +26,10 @@ import (
 
 func main() {
 	var (
-		kubeconfig, nodeName, version, socket string
-		cpu, memory, pods                     string
-		leaseDuration, statusInterval         time.Duration
-		registerSchedulable                   bool
+		kubeconfig, nodeName, version, socket       string
+		cpu, memory, pods                           string
+		leaseDuration, statusInterval, statusReport time.Duration
+		registerSchedulable                         bool
 	)
 	cmd := &cobra.Command{
 		Use:   "kok-sim-kubelet",
@@ -54,13 +55,15 @@ func main() {
 				return fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
 			}
 			log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-			k, err := kubelet.New(cfg, kubelet.Options{
-				NodeName: nodeName, Version: version, LeaseDuration: leaseDuration, StatusInterval: statusInterval,
-				Capacity: capacity, RegisterSchedulable: registerSchedulable, Logger: log,
-			})
+			cfg.UserAgent = "kok-sim-kubelet/" + version
+			client, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
 				return err
 			}
+			k := kubelet.New(client, nodeName, kubelet.Options{
+				Version: version, LeaseDuration: leaseDuration, StatusInterval: statusInterval, StatusReportInterval: statusReport,
+				Capacity: capacity, RegisterSchedulable: registerSchedulable, Logger: log,
+			})
 			ctx := cmd.Context()
 			if socket != "" {
 				go func() {
@@ -77,7 +80,8 @@ func main() {
 	f.StringVar(&nodeName, "node-name", "", "Name of the Node.")
 	f.StringVar(&version, "version", "v0.0.0-kok-sim", "Kubelet version the node reports.")
 	f.DurationVar(&leaseDuration, "lease-duration", 40*time.Second, "Duration of the node's Lease; it is renewed every quarter of it.")
-	f.DurationVar(&statusInterval, "status-interval", 10*time.Second, "Time between two posts of the node's status.")
+	f.DurationVar(&statusInterval, "status-interval", 10*time.Second, "Time between two checks of the node's status (the kubelet's nodeStatusUpdateFrequency).")
+	f.DurationVar(&statusReport, "status-report-interval", 5*time.Minute, "Longest time an unchanged node status goes unwritten (the kubelet's nodeStatusReportFrequency).")
 	f.StringVar(&socket, "health-socket", "", "Unix socket serving /healthz (healthy while the Lease is fresh) and /version.")
 	f.StringVar(&cpu, "cpu", "8", "CPU capacity the node reports.")
 	f.StringVar(&memory, "memory", "32Gi", "Memory capacity the node reports.")

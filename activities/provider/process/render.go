@@ -153,11 +153,12 @@ func Render(in Input) ([]hostapi.PackageSpec, error) {
 	for _, m := range sortedMasters(in.Masters) {
 		initial = append(initial, fmt.Sprintf("%s=https://%s", m.Host, net.JoinHostPort(m.IP, strconv.Itoa(in.Ports.EtcdPeer))))
 	}
-	var etcdServers []string
-	for _, m := range sortedMasters(in.Masters) {
-		etcdServers = append(etcdServers, "https://"+net.JoinHostPort(m.IP, strconv.Itoa(in.Ports.EtcdClient)))
-	}
 	clientURL := func(ip string) string { return "https://" + net.JoinHostPort(ip, strconv.Itoa(in.Ports.EtcdClient)) }
+	// The apiserver uses its own master's etcd member only (kubeadm's stacked etcd does the
+	// same): a member holds its graceful stop up to its request timeout (7 s) while other
+	// masters' apiservers keep watches open on it, and a master's etcd and apiserver go
+	// together anyway (docs/design/2026-12-02-graceful-stop.md).
+	etcdServers := []string{clientURL(in.This.IP)}
 	peerURL := "https://" + net.JoinHostPort(in.This.IP, strconv.Itoa(in.Ports.EtcdPeer))
 
 	wiring := map[string]map[string]string{

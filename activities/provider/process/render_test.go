@@ -93,7 +93,7 @@ func TestRenderThreeMasters(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "m1=https://10.0.0.1:2380,m2=https://10.0.0.2:2380,m3=https://10.0.0.3:2380", flagOf(pkgs[0], "initial-cluster"))
 	require.Equal(t, "m3", flagOf(pkgs[0], "name"))
-	require.Equal(t, "https://10.0.0.1:2379,https://10.0.0.2:2379,https://10.0.0.3:2379", flagOf(pkgs[1], "etcd-servers"))
+	require.Equal(t, "https://10.0.0.3:2379", flagOf(pkgs[1], "etcd-servers"), "each apiserver uses its own master's etcd member")
 	require.Equal(t, "10.0.0.3", flagOf(pkgs[1], "advertise-address"))
 	require.Equal(t, "true", flagOf(pkgs[2], "leader-elect"))
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,9 +41,28 @@ type Spec struct {
 	RestartPolicy RestartPolicy
 	// LogPath receives stdout and stderr, appended across runs.
 	LogPath string
+
+	// Package is the package the service belongs to, and DependsOn the packages whose services
+	// it needs running (the package's DependsOn). The supervisor stops a service's dependents
+	// before the service itself and starts them again after a replacement: a client that
+	// outlives its server can hang in its own shutdown (kube-apiserver, once etcd is gone,
+	// never finishes its SIGTERM), and a server with clients still attached waits for them
+	// (etcd holds its stop up to its request timeout, 7 s, for the apiserver's watches).
+	Package   string
+	DependsOn []string
+	// StopSignal asks the service to stop (default SIGTERM); StopGrace is how long it has
+	// before SIGKILL (default Options.StopGrace).
+	StopSignal syscall.Signal
+	StopGrace  time.Duration
+	// Ready, when set, says whether the service serves (its health check). The services that
+	// depend on it start again only once it does (or after Options.ReadyTimeout): a client
+	// started before its server listens may give up at once (kube-controller-manager exits when
+	// the apiserver refuses its first requests).
+	Ready func(context.Context) error
 }
 
-// Equal reports whether two specs run the same process the same way.
+// Equal reports whether two specs run the same process the same way. Dependencies and the
+// stop signal are not part of the process: they take effect at its next start.
 func (s Spec) Equal(o Spec) bool {
 	return s.Name == o.Name && s.Path == o.Path && s.Dir == o.Dir && s.RestartPolicy == o.RestartPolicy &&
 		s.LogPath == o.LogPath && slicesEqual(s.Args, o.Args) && slicesEqual(s.Env, o.Env)
@@ -86,6 +106,9 @@ type Options struct {
 	// MaxLogBytes: a log larger than this is moved to <log>.1 (replacing an older one).
 	// Default 10 MiB.
 	MaxLogBytes int64
+	// ReadyTimeout bounds the wait for a started service's Ready before its dependents start
+	// again anyway. Default 2m.
+	ReadyTimeout time.Duration
 	// DieWithAgent makes every service receive SIGKILL when the agent process dies.
 	DieWithAgent bool
 	Logger       *slog.Logger
@@ -93,7 +116,10 @@ type Options struct {
 
 // Supervisor runs services. It is safe for concurrent use.
 type Supervisor struct {
-	o        Options
+	o Options
+	// ops serialises the operations that change which services run (Start, Stop, StopAll), so
+	// that a dependency order holds across them.
+	ops      sync.Mutex
 	mu       sync.Mutex
 	services map[string]*service
 	quit     chan struct{}
@@ -114,6 +140,9 @@ func New(o Options) *Supervisor {
 	if o.StableAfter == 0 {
 		o.StableAfter = 10 * time.Second
 	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
 	if o.MaxLogBytes == 0 {
 		o.MaxLogBytes = 10 << 20
 	}
@@ -126,9 +155,12 @@ func New(o Options) *Supervisor {
 }
 
 type service struct {
-	spec Spec
-	stop chan struct{} // closed to ask the loop to end
-	over chan struct{} // closed when the loop has ended and no process is left
+	spec     Spec
+	stop     chan struct{} // closed to ask the loop to end
+	stopOnce sync.Once
+	over     chan struct{} // closed when the loop has ended and no process is left
+	// held: stopped because something it depends on stopped; started again with it (s.mu).
+	held bool
 
 	mu     sync.Mutex
 	status Status
@@ -146,25 +178,22 @@ type run struct {
 // Start runs spec, first stopping a service of the same name if one runs. It waits up to settle
 // and fails if the service exits within that time, with the end of its log saying why; the
 // service stays registered either way (its restart policy goes on applying).
+//
+// Replacing a running service first stops the services that depend on it (see
+// Spec.DependsOn), dependents before their dependencies, and starts them again, dependencies
+// first, right after the new process: they are clients, and retry their server until it
+// answers as they do after any restart of it. Services held by an earlier Stop of this one
+// start again too.
 func (s *Supervisor) Start(ctx context.Context, spec Spec, settle time.Duration) error {
 	if spec.Name == "" || spec.Path == "" || spec.LogPath == "" {
 		return fmt.Errorf("service spec needs a name, a program and a log path (got name %q, program %q)", spec.Name, spec.Path)
 	}
-	if err := s.Stop(spec.Name); err != nil {
+	s.ops.Lock()
+	first, err := s.replace(spec)
+	s.ops.Unlock()
+	if err != nil {
 		return err
 	}
-	s.clearLeftover(spec.Name)
-	svc := &service{spec: spec, stop: make(chan struct{}), over: make(chan struct{})}
-	svc.status.Known = true
-	first, err := s.spawn(svc)
-	if err != nil {
-		return fmt.Errorf("start service %s: %w", spec.Name, err)
-	}
-	s.mu.Lock()
-	s.services[spec.Name] = svc
-	s.mu.Unlock()
-	go s.loop(svc, first)
-
 	if settle <= 0 {
 		return nil
 	}
@@ -180,6 +209,222 @@ func (s *Supervisor) Start(ctx context.Context, spec Spec, settle time.Duration)
 	}
 }
 
+// replace stops what runs under spec's name (its dependents first), starts spec, and starts the
+// dependents again. The caller holds s.ops.
+func (s *Supervisor) replace(spec Spec) (*run, error) {
+	if old := s.lookup(spec.Name); old != nil {
+		s.hold(s.dependents(spec.Name))
+		s.end(old)
+	}
+	s.clearLeftover(spec.Name)
+	svc := newService(spec)
+	first, err := s.spawn(svc)
+	if err != nil {
+		s.forget(spec.Name, nil)
+		return nil, fmt.Errorf("start service %s: %w", spec.Name, err)
+	}
+	s.mu.Lock()
+	s.services[spec.Name] = svc
+	s.mu.Unlock()
+	go s.loop(svc, first)
+	s.resumeWhenReady(svc)
+	return first, nil
+}
+
+// resumeWhenReady starts again the services held for svc once svc is ready (at once when it
+// has no Ready), unless svc was stopped or replaced meanwhile. The caller holds s.ops.
+func (s *Supervisor) resumeWhenReady(svc *service) {
+	if svc.spec.Package == "" || len(s.heldUsersOf(svc.spec.Package)) == 0 {
+		return
+	}
+	if svc.spec.Ready == nil {
+		s.resume(svc.spec.Package)
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.o.ReadyTimeout)
+		defer cancel()
+		tick := time.NewTicker(readyPoll)
+		defer tick.Stop()
+		for svc.spec.Ready(ctx) != nil {
+			select {
+			case <-ctx.Done():
+				s.o.Logger.Warn("service not ready in time; starting its dependents anyway", "service", svc.spec.Name, "timeout", s.o.ReadyTimeout)
+			case <-svc.stop:
+				return
+			case <-s.quit:
+				return
+			case <-tick.C:
+				continue
+			}
+			break
+		}
+		s.ops.Lock()
+		defer s.ops.Unlock()
+		if s.lookup(svc.spec.Name) == svc && !svc.stopped() {
+			s.resume(svc.spec.Package)
+		}
+	}()
+}
+
+// readyPoll is how often a started service's Ready is asked while dependents wait for it.
+const readyPoll = 100 * time.Millisecond
+
+// stopped reports whether svc was asked to stop.
+func (svc *service) stopped() bool {
+	select {
+	case <-svc.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func newService(spec Spec) *service {
+	svc := &service{spec: spec, stop: make(chan struct{}), over: make(chan struct{})}
+	svc.status.Known = true
+	return svc
+}
+
+func (s *Supervisor) lookup(name string) *service {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.services[name]
+}
+
+// forget unregisters name if it is still svc (any service under that name when svc is nil).
+func (s *Supervisor) forget(name string, svc *service) {
+	s.mu.Lock()
+	if cur := s.services[name]; cur != nil && (svc == nil || cur == svc) {
+		delete(s.services, name)
+	}
+	s.mu.Unlock()
+}
+
+// end stops svc's process (its stop signal, SIGKILL after its grace) and waits for its loop.
+func (s *Supervisor) end(svc *service) {
+	svc.stopOnce.Do(func() { close(svc.stop) })
+	<-svc.over
+	s.removePidFile(svc.spec.Name)
+}
+
+// dependents lists the running services that need name's package, directly or through others,
+// in stop order: every service before the ones it depends on. The caller holds s.ops.
+func (s *Supervisor) dependents(name string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	svc := s.services[name]
+	if svc == nil || svc.spec.Package == "" {
+		return nil
+	}
+	users := map[string][]string{} // package -> running services that depend on it
+	for n, o := range s.services {
+		if o.held || n == name {
+			continue
+		}
+		for _, dep := range o.spec.DependsOn {
+			users[dep] = append(users[dep], n)
+		}
+	}
+	for _, u := range users {
+		sort.Strings(u)
+	}
+	var order []string
+	seen := map[string]bool{name: true}
+	var visit func(pkg string)
+	visit = func(pkg string) {
+		for _, n := range users[pkg] {
+			if seen[n] {
+				continue
+			}
+			seen[n] = true
+			if p := s.services[n].spec.Package; p != "" {
+				visit(p)
+			}
+			order = append(order, n) // after everything that depends on it
+		}
+	}
+	visit(svc.spec.Package)
+	return order
+}
+
+// hold stops the named services in the order given and keeps them registered, not running,
+// until what they depend on starts again (resume).
+func (s *Supervisor) hold(names []string) {
+	for _, n := range names {
+		svc := s.lookup(n)
+		if svc == nil {
+			continue
+		}
+		s.o.Logger.Info("stopping service before what it depends on", "service", n)
+		s.end(svc)
+		s.mu.Lock()
+		svc.held = true
+		s.mu.Unlock()
+	}
+}
+
+// resume starts again the held services that depend on pkg and on nothing still held; each of
+// them in turn brings back its own dependents once it is ready. The caller holds s.ops.
+func (s *Supervisor) resume(pkg string) {
+	if pkg == "" {
+		return
+	}
+	started := []string{pkg}
+	for len(started) > 0 {
+		p := started[0]
+		started = started[1:]
+		for _, svc := range s.heldUsersOf(p) {
+			next := newService(svc.spec)
+			next.status.Restarts = svc.status.Restarts
+			r, err := s.spawn(next)
+			if err != nil {
+				s.o.Logger.Error("cannot start a service again after what it depends on", "service", svc.spec.Name, "err", err)
+				continue
+			}
+			s.mu.Lock()
+			s.services[svc.spec.Name] = next
+			s.mu.Unlock()
+			go s.loop(next, r)
+			if next.spec.Ready == nil {
+				if next.spec.Package != "" {
+					started = append(started, next.spec.Package)
+				}
+			} else {
+				s.resumeWhenReady(next)
+			}
+		}
+	}
+}
+
+// heldUsersOf lists, by name, the held services that depend on pkg and on nothing that is held
+// itself.
+func (s *Supervisor) heldUsersOf(pkg string) []*service {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	heldPkg := map[string]bool{}
+	for _, o := range s.services {
+		if o.held && o.spec.Package != "" {
+			heldPkg[o.spec.Package] = true
+		}
+	}
+	var out []*service
+	for _, o := range s.services {
+		if !o.held || !slices.Contains(o.spec.DependsOn, pkg) {
+			continue
+		}
+		ready := true
+		for _, d := range o.spec.DependsOn {
+			ready = ready && !heldPkg[d]
+		}
+		if ready {
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].spec.Name < out[j].spec.Name })
+	return out
+}
+
 func logTailMessage(path string, from int64) string {
 	t := Tail(path, from, 10)
 	if t == "" {
@@ -188,19 +433,20 @@ func logTailMessage(path string, from int64) string {
 	return "; last lines of " + path + ":\n" + t
 }
 
-// Stop stops the named service (SIGTERM to its process group, SIGKILL after the grace period)
-// and forgets it. Stopping an unknown service does nothing.
+// Stop stops the named service (its stop signal to its process group, SIGKILL after the grace
+// period) and forgets it. The running services that depend on it stop first, dependents before
+// their dependencies, and stay registered but stopped until it starts again. Stopping an
+// unknown service does nothing.
 func (s *Supervisor) Stop(name string) error {
-	s.mu.Lock()
-	svc := s.services[name]
-	delete(s.services, name)
-	s.mu.Unlock()
+	s.ops.Lock()
+	defer s.ops.Unlock()
+	svc := s.lookup(name)
 	if svc == nil {
 		return nil
 	}
-	close(svc.stop)
-	<-svc.over
-	s.removePidFile(name)
+	s.hold(s.dependents(name))
+	s.end(svc)
+	s.forget(name, svc)
 	return nil
 }
 
@@ -228,7 +474,7 @@ func (s *Supervisor) Spec(name string) (Spec, bool) {
 	return svc.spec, true
 }
 
-// Names lists the services the supervisor runs, sorted.
+// Names lists the services the supervisor runs (or holds), sorted.
 func (s *Supervisor) Names() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -240,17 +486,58 @@ func (s *Supervisor) Names() []string {
 	return names
 }
 
-// StopAll stops every service, all at once, and waits for them.
+// StopAll stops every service and forgets them all, in reverse dependency order: at each step
+// the services nothing left depends on stop together, so independent services stop in
+// parallel and no server goes before its clients.
 func (s *Supervisor) StopAll() {
-	var wg sync.WaitGroup
-	for _, n := range s.Names() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = s.Stop(n)
-		}()
+	s.ops.Lock()
+	defer s.ops.Unlock()
+	for _, wave := range s.stopWaves() {
+		var wg sync.WaitGroup
+		for _, svc := range wave {
+			wg.Go(func() {
+				s.end(svc)
+				s.forget(svc.spec.Name, svc)
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+}
+
+// stopWaves groups the registered services into the waves StopAll stops them in.
+func (s *Supervisor) stopWaves() [][]*service {
+	s.mu.Lock()
+	left := make(map[string]*service, len(s.services))
+	for n, svc := range s.services {
+		left[n] = svc
+	}
+	s.mu.Unlock()
+	var waves [][]*service
+	for len(left) > 0 {
+		needed := map[string]bool{} // packages some service left depends on
+		for _, svc := range left {
+			for _, d := range svc.spec.DependsOn {
+				needed[d] = true
+			}
+		}
+		var wave []*service
+		for _, svc := range left {
+			if svc.spec.Package == "" || !needed[svc.spec.Package] {
+				wave = append(wave, svc)
+			}
+		}
+		if len(wave) == 0 { // a dependency cycle: stop the rest together
+			for _, svc := range left {
+				wave = append(wave, svc)
+			}
+		}
+		sort.Slice(wave, func(i, j int) bool { return wave[i].spec.Name < wave[j].spec.Name })
+		for _, svc := range wave {
+			delete(left, svc.spec.Name)
+		}
+		waves = append(waves, wave)
+	}
+	return waves
 }
 
 // Close stops every service and the supervisor itself.
@@ -356,24 +643,31 @@ func (s *Supervisor) spawn(svc *service) (*run, error) {
 	go func() {
 		select {
 		case <-svc.stop:
-			s.terminate(spec.Name, r)
+			s.terminate(spec, r)
 		case <-r.exited:
 		}
 	}()
 	return r, nil
 }
 
-// terminate ends one run: SIGTERM to its group, SIGKILL after the grace period.
-func (s *Supervisor) terminate(name string, r *run) {
-	_ = syscall.Kill(-r.pid, syscall.SIGTERM)
-	timer := time.NewTimer(s.o.StopGrace)
+// terminate ends one run: its stop signal (SIGTERM) to its group, SIGKILL after its grace period.
+func (s *Supervisor) terminate(spec Spec, r *run) {
+	sig, grace := spec.StopSignal, spec.StopGrace
+	if sig == 0 {
+		sig = syscall.SIGTERM
+	}
+	if grace <= 0 {
+		grace = s.o.StopGrace
+	}
+	_ = syscall.Kill(-r.pid, sig)
+	timer := time.NewTimer(grace)
 	defer timer.Stop()
 	select {
 	case <-r.exited:
 		return
 	case <-timer.C:
 	}
-	s.o.Logger.Warn("service ignored SIGTERM; killing it", "service", name, "pid", r.pid, "grace", s.o.StopGrace)
+	s.o.Logger.Warn("service did not stop on its stop signal; killing it", "service", spec.Name, "pid", r.pid, "signal", sig, "grace", grace)
 	_ = syscall.Kill(-r.pid, syscall.SIGKILL)
 }
 

@@ -3,12 +3,14 @@ package supervisor
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -205,4 +207,159 @@ func TestTail(t *testing.T) {
 	require.Equal(t, "d", Tail(p, 6, 5))
 	require.Equal(t, "a\nb\nc\nd", Tail(p, 100, 5), "an offset past the end (the log was truncated) reads from the start")
 	require.Empty(t, Tail(filepath.Join(t.TempDir(), "none"), 0, 3))
+}
+
+// member is a service of package name that, on SIGTERM, appends its name to dir/order and
+// exits; it marks itself up (dir/<name>.<pid>) once its trap is set.
+func member(dir, name string, deps ...string) Spec {
+	script := fmt.Sprintf("trap 'echo %[2]s >> %[1]s/order; exit 0' TERM; touch %[1]s/%[2]s.$$; while :; do sleep 0.02; done", dir, name)
+	spec := shell(dir, name, script, RestartAlways)
+	spec.Package, spec.DependsOn = name, deps
+	return spec
+}
+
+// waitUp waits until the named services run and have set their traps.
+func waitUp(t *testing.T, s *Supervisor, dir string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		require.Eventually(t, func() bool {
+			st := s.Status(n)
+			if !st.Running {
+				return false
+			}
+			_, err := os.Stat(filepath.Join(dir, n+"."+strconv.Itoa(st.PID)))
+			return err == nil
+		}, 10*time.Second, 10*time.Millisecond, "%s up", n)
+	}
+}
+
+// stopOrder returns and clears the order the members stopped in.
+func stopOrder(t *testing.T, dir string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(dir, "order"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(filepath.Join(dir, "order")))
+	return strings.Fields(string(data))
+}
+
+// A chain like etcd <- kube-apiserver <- controller-manager, plus an independent service.
+func startChain(t *testing.T, s *Supervisor, dir string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, spec := range []Spec{member(dir, "db"), member(dir, "api", "db"), member(dir, "ctl", "api"), member(dir, "web", "api"), member(dir, "other")} {
+		require.NoError(t, s.Start(ctx, spec, 0))
+	}
+	waitUp(t, s, dir, "db", "api", "ctl", "web", "other")
+}
+
+func TestStopStopsDependentsFirstAndStartBringsThemBack(t *testing.T) {
+	dir := t.TempDir()
+	s := fast(t)
+	startChain(t, s, dir)
+	apiPID := s.Status("api").PID
+
+	require.NoError(t, s.Stop("db"))
+	require.Equal(t, []string{"ctl", "web", "api", "db"}, stopOrder(t, dir), "dependents first, each before what it depends on")
+	require.False(t, s.Status("db").Known)
+	for _, n := range []string{"api", "ctl", "web"} {
+		st := s.Status(n)
+		require.True(t, st.Known, "%s is held, not forgotten", n)
+		require.False(t, st.Running, n)
+	}
+	require.True(t, s.Status("other").Running, "an independent service is left alone")
+
+	require.NoError(t, s.Start(context.Background(), member(dir, "db"), 0))
+	waitUp(t, s, dir, "db", "api", "ctl", "web")
+	require.NotEqual(t, apiPID, s.Status("api").PID)
+	require.Zero(t, s.Status("api").Restarts, "a start after a dependency is not a failure restart")
+}
+
+func TestReplacingAServiceRestartsItsDependents(t *testing.T) {
+	dir := t.TempDir()
+	s := fast(t)
+	startChain(t, s, dir)
+	ctlPID, otherPID := s.Status("ctl").PID, s.Status("other").PID
+
+	require.NoError(t, s.Start(context.Background(), member(dir, "api", "db"), 0))
+	require.Equal(t, []string{"ctl", "web", "api"}, stopOrder(t, dir))
+	waitUp(t, s, dir, "db", "api", "ctl", "web")
+	require.NotEqual(t, ctlPID, s.Status("ctl").PID)
+	require.Equal(t, otherPID, s.Status("other").PID)
+}
+
+func TestStopAllStopsInReverseDependencyOrder(t *testing.T) {
+	dir := t.TempDir()
+	s := fast(t)
+	startChain(t, s, dir)
+	s.StopAll()
+	order := stopOrder(t, dir)
+	require.Len(t, order, 5)
+	pos := map[string]int{}
+	for i, n := range order {
+		pos[n] = i
+	}
+	require.Less(t, pos["ctl"], pos["api"])
+	require.Less(t, pos["web"], pos["api"])
+	require.Less(t, pos["api"], pos["db"])
+	require.Empty(t, s.Names())
+}
+
+func TestPerServiceStopSignalAndGrace(t *testing.T) {
+	dir := t.TempDir()
+	s := New(Options{RunDir: filepath.Join(dir, "run"), StopGrace: time.Hour})
+	t.Cleanup(s.Close)
+	ctx := context.Background()
+
+	// Stops on SIGINT only, as asked.
+	intr := shell(dir, "intr", "trap '' TERM; trap 'exit 0' INT; touch "+dir+"/intr.$$; while :; do sleep 0.02; done", RestartAlways)
+	intr.StopSignal = syscall.SIGINT
+	require.NoError(t, s.Start(ctx, intr, 0))
+	waitUp(t, s, dir, "intr")
+	require.NoError(t, s.Stop("intr"))
+
+	// Ignores its stop signal: killed after its own grace, not the supervisor's hour.
+	deaf := shell(dir, "deaf", "trap '' TERM; touch "+dir+"/deaf.$$; while :; do sleep 0.02; done", RestartAlways)
+	deaf.StopGrace = 100 * time.Millisecond
+	require.NoError(t, s.Start(ctx, deaf, 0))
+	waitUp(t, s, dir, "deaf")
+	pid := s.Status("deaf").PID
+	require.NoError(t, s.Stop("deaf"))
+	require.False(t, alive(pid))
+}
+
+func TestDependentsWaitForReady(t *testing.T) {
+	dir := t.TempDir()
+	s := fast(t)
+	startChain(t, s, dir)
+	var ready atomic.Bool
+	var asked atomic.Int32
+	db := member(dir, "db")
+	db.Ready = func(context.Context) error {
+		asked.Add(1)
+		if !ready.Load() {
+			return errors.New("not yet")
+		}
+		return nil
+	}
+	require.NoError(t, s.Start(context.Background(), db, 0))
+	require.Equal(t, []string{"ctl", "web", "api", "db"}, stopOrder(t, dir))
+	waitUp(t, s, dir, "db")
+	require.Eventually(t, func() bool { return asked.Load() >= 3 }, 10*time.Second, 10*time.Millisecond)
+	require.False(t, s.Status("api").Running, "api waits for db to be ready")
+	ready.Store(true)
+	waitUp(t, s, dir, "api", "ctl", "web")
+}
+
+func TestDependentsStartAnywayAfterReadyTimeout(t *testing.T) {
+	dir := t.TempDir()
+	s := New(Options{RunDir: filepath.Join(dir, "run"), StopGrace: 2 * time.Second, ReadyTimeout: 200 * time.Millisecond})
+	t.Cleanup(s.Close)
+	startChain(t, s, dir)
+	db := member(dir, "db")
+	db.Ready = func(context.Context) error { return errors.New("never") }
+	require.NoError(t, s.Start(context.Background(), db, 0))
+	waitUp(t, s, dir, "api", "ctl", "web")
 }
