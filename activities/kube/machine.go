@@ -403,8 +403,8 @@ func (a *Activities) ReleaseMachine(ctx context.Context, p ReleaseMachineParams)
 			return fmt.Errorf("delete node %s: %w", p.Name, err)
 		}
 	}
-	if err != nil { // not found, acting by name (legacy)
-		return nil
+	if apierrors.IsNotFound(err) { // acting by name (legacy): the Machine is gone already
+		return nil //nolint:nilerr // gone is what releasing wants
 	}
 	if !controllerutil.ContainsFinalizer(&m, MachineFinalizer) {
 		return nil

@@ -53,6 +53,7 @@ func (m *machineRun) converge(ctx workflow.Context, d kube.MachineDesired, o *ob
 
 	comps := componentsFrom(desired, installed)
 	broken := map[string]bool{} // packages that failed, so their dependents are not touched
+	done := map[string]bool{}   // packages installed and found healthy by this pass
 	// serving: packages that run at some version and that no check of this pass found
 	// unhealthy. A failed upgrade that the agent rolled back keeps serving at the old version:
 	// schedulability depends on serving, not on being at the spec's version, so a bad release
@@ -113,15 +114,16 @@ func (m *machineRun) converge(ctx workflow.Context, d kube.MachineDesired, o *ob
 		}
 		comps.set(st.Name, st.To, kokv1.ComponentRunning, "")
 		serving[st.Name] = true
+		done[st.Name] = true
 	}
 
-	// Every wanted package is ensured again: the agent acts only where the host differs (a
+	// Every other wanted package is ensured again: the agent acts only where the host differs (a
 	// stopped service, an edited config) and says what it repaired; the repairs of the pass
 	// become one Event on the Machine.
 	order, _ := topoOrder(depsOf(desired)) // Plan already refused a cycle
 	var repairs []string
 	for _, name := range order {
-		if broken[name] {
+		if broken[name] || done[name] {
 			continue
 		}
 		spec := specs[name]

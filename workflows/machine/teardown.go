@@ -27,12 +27,13 @@ func (m *machineRun) teardown(ctx workflow.Context, d kube.MachineDesired) bool 
 		if wait == waitNone {
 			return true
 		}
-		if wait == waitAgent {
+		switch wait {
+		case waitAgent:
 			s.Stage = StageTearingDownWaitingForAgent
 			why += "; to leave the host as it is, set spec.deletionPolicy to Orphan or annotate the Machine kok.dev/orphan=true"
-		} else if wait == waitOperator {
+		case waitOperator:
 			s.Stage = StageWaitingForOperator
-		} else {
+		default:
 			s.Stage = StageRetrying
 		}
 		o.Wait, o.WaitMessage = wait, why

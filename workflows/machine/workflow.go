@@ -395,6 +395,8 @@ func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired, signalled
 
 	// 3b. Ask the agent how the host compares with the spec: one activity at rest.
 	s.Stage = StageConverging
+	// DesiredDigest is JSON over sorted specs: deterministic (see reportHash).
+	//workflowcheck:ignore
 	digest := hostapi.DesiredDigest(d.Packages)
 	var res hostapi.InspectHostResult
 	err := workflow.ExecuteActivity(m.inspectCtx(ctx, d), hostapi.ActivityInspectHost,

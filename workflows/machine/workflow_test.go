@@ -254,12 +254,6 @@ func (w *fakeWorld) absent(call string) error {
 	return nil
 }
 
-func (w *fakeWorld) countStarted(name string) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return count(w.started, name)
-}
-
 func (w *fakeWorld) hostCalls() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
