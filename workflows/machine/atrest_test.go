@@ -349,3 +349,37 @@ func TestContinueAsNewCarriesAPendingSignal(t *testing.T) {
 	require.True(t, next.State.PendingReconcile)
 	require.Equal(t, "d2", next.State.Inputs)
 }
+
+// No machine operator serves the cluster's queue (the cluster is gone, its operator is down):
+// the workflow waits in WaitingForOperator with backoff, and goes on when one is back.
+func TestNoOperatorIsWaitedFor(t *testing.T) {
+	w := newWorld(pkg("runtime", "1"))
+	env := newEnv()
+	w.mock(env)
+	w.kubeDown = env.Now().Add(10 * time.Minute)
+	var during State
+	env.RegisterDelayedCallback(func() { during = queryState(t, env) }, 5*time.Minute)
+	end(env, w, 30*time.Minute)
+	env.ExecuteWorkflow(Workflow, Params{Cluster: "c1", Machine: "n1"})
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, StageWaitingForOperator, during.Stage)
+	require.Less(t, w.countStarted("ReadMachine"), 15, "with backoff, not a tight loop")
+	require.Equal(t, string(kokv1.MachineReady), w.lastReport().Phase)
+}
+
+// A status write that fails never holds the loop; the unwritten report is written at a later
+// pass.
+func TestFailedStatusWriteDoesNotStopTheWork(t *testing.T) {
+	w := newWorld(pkg("runtime", "1"))
+	w.statusDown = true
+	env := newEnv()
+	w.mock(env)
+	env.RegisterDelayedCallback(func() { w.update(func(w *fakeWorld) { w.statusDown = false }) }, 10*time.Minute)
+	end(env, w, 40*time.Minute)
+	env.ExecuteWorkflow(Workflow, Params{Cluster: "c1", Machine: "n1"})
+	require.NoError(t, env.GetWorkflowError())
+	require.Equal(t, "1", w.installed["runtime"].Version, "installed while status could not be written")
+	require.Equal(t, []bool{true}, w.sched)
+	require.NotEmpty(t, w.reports)
+	require.Equal(t, string(kokv1.MachineReady), w.lastReport().Phase, "written once the API server took writes again")
+}

@@ -288,7 +288,8 @@ func (m *machineRun) adopt(d kube.MachineDesired) {
 	if s.UID != "" && d.UID != "" && d.UID != s.UID {
 		// The Machine was deleted and created again under this name: nothing known of the old
 		// object applies to the new one.
-		*s = State{Stage: s.Stage, Passes: s.Passes, Inputs: s.Inputs, Failed: map[string]string{}}
+		// RepairSeq is the host's, not the object's: the repairs already recorded stay recorded.
+		*s = State{Stage: s.Stage, Passes: s.Passes, Inputs: s.Inputs, RepairSeq: s.RepairSeq, Failed: map[string]string{}}
 	}
 	s.UID = d.UID
 	if d.Generation != s.Generation {

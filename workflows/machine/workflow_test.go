@@ -2,6 +2,7 @@ package machine
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"slices"
@@ -50,6 +51,8 @@ type fakeWorld struct {
 	artifactDown map[string]time.Time // name@version: the artifact server answers 503 until then
 	started      []string             // every activity attempt started, by name
 	timers       int                  // timers scheduled
+	kubeDown     time.Time            // no machine operator polls the cluster's queue before then
+	statusDown   bool                 // the API server refuses status writes
 }
 
 func newWorld(pkgs ...hostapi.PackageSpec) *fakeWorld {
@@ -109,10 +112,19 @@ func (w *fakeWorld) mock(env *testsuite.TestWorkflowEnvironment) {
 func (w *fakeWorld) ReadMachine(context.Context, kube.ReadMachineParams) (kube.MachineDesired, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.now != nil && w.now().Before(w.kubeDown) {
+		return kube.MachineDesired{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+	}
 	return w.desired, nil
 }
 
 func (w *fakeWorld) ReportMachineStatus(_ context.Context, r kube.MachineReport) error {
+	w.mu.Lock()
+	down := w.statusDown
+	w.mu.Unlock()
+	if down {
+		return errors.New("the server is currently unable to handle the request")
+	}
 	w.update(func(w *fakeWorld) { w.reports = append(w.reports, r) })
 	return nil
 }
@@ -517,4 +529,10 @@ func count(ss []string, s string) int {
 		}
 	}
 	return n
+}
+
+func (w *fakeWorld) countStarted(name string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return count(w.started, name)
 }
