@@ -83,7 +83,7 @@ func TestKubeActivities(t *testing.T) {
 		require.NoError(t, val.Get(&d))
 		require.True(t, d.Found)
 		require.Equal(t, "n-read", d.Host)
-		require.Equal(t, 5*time.Minute, d.DriftInterval)
+		require.Equal(t, kube.DefaultDriftInterval, d.DriftInterval, "the CRD default")
 		require.Len(t, d.Packages, 1)
 		got := d.Packages[0]
 		require.Equal(t, "runtime", got.Name)
@@ -173,6 +173,38 @@ func TestKubeActivities(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("ReleaseMachine leaves a Machine recreated under the same name alone", func(t *testing.T) {
+		require.NoError(t, c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n-uid"}}))
+		m := &kokv1.Machine{ObjectMeta: metav1.ObjectMeta{Name: "n-uid", Finalizers: []string{kube.MachineFinalizer},
+			Annotations: map[string]string{kokv1.AnnotationRetry: "r1", kokv1.AnnotationOrphan: "true"}}}
+		require.NoError(t, c.Create(ctx, m))
+		val, err := aenv.ExecuteActivity(a.ReadMachine, kube.ReadMachineParams{Name: "n-uid"})
+		require.NoError(t, err)
+		var d kube.MachineDesired
+		require.NoError(t, val.Get(&d))
+		require.Equal(t, string(m.UID), d.UID)
+		require.Equal(t, "r1", d.Retry)
+		require.True(t, d.Orphan, "the orphan annotation orphans")
+
+		_, err = aenv.ExecuteActivity(a.ReleaseMachine, kube.ReleaseMachineParams{Name: "n-uid", DeleteNode: true, UID: "some-older-uid"})
+		require.NoError(t, err)
+		var got kokv1.Machine
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "n-uid"}, &got))
+		require.Contains(t, got.Finalizers, kube.MachineFinalizer, "another UID's finalizer is not removed")
+		var n corev1.Node
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "n-uid"}, &n), "another UID's Node is not deleted")
+
+		_, err = aenv.ExecuteActivity(a.ReportMachineStatus, kube.MachineReport{Name: "n-uid", Phase: string(kokv1.MachineReady), ObservedInputs: "in-1", Now: time.Now()})
+		require.NoError(t, err)
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "n-uid"}, &got))
+		require.Equal(t, "in-1", got.Status.ObservedInputs)
+
+		_, err = aenv.ExecuteActivity(a.ReleaseMachine, kube.ReleaseMachineParams{Name: "n-uid", DeleteNode: true, UID: string(m.UID)})
+		require.NoError(t, err)
+		require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "n-uid"}, &got))
+		require.NotContains(t, got.Finalizers, kube.MachineFinalizer)
 	})
 }
 

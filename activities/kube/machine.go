@@ -26,6 +26,10 @@ import (
 // MachineFinalizer holds a Machine until its workflow has removed its packages (or orphaned them).
 const MachineFinalizer = kokv1.MachineFinalizer
 
+// DefaultDriftInterval is spec.driftCheckInterval's default (the CRD writes it too; this covers
+// objects stored before it had one).
+const DefaultDriftInterval = 15 * time.Minute
+
 // ReadMachineParams names the Machine to read.
 type ReadMachineParams struct {
 	Name string
@@ -40,11 +44,18 @@ type GateSpec struct {
 // MachineDesired is a Machine's spec with every reference resolved: what the workflow drives
 // the host to. Found is false once the object is gone.
 type MachineDesired struct {
-	Found          bool
-	Generation     int64
-	Host           string
-	Deleting       bool
-	Orphan         bool
+	Found      bool
+	Generation int64
+	// UID identifies this object: a Machine deleted and created again under the same name has
+	// another UID, and the workflow treats it as a new Machine.
+	UID      string
+	Host     string
+	Deleting bool
+	// Orphan: deletionPolicy Orphan, or the kok.dev/orphan annotation set to "true".
+	Orphan bool
+	// Retry is the kok.dev/retry annotation: a new value asks the workflow to retry the packages
+	// it remembers as failed.
+	Retry          string
 	Paused         bool
 	DriftInterval  time.Duration
 	Packages       []hostapi.PackageSpec
@@ -67,11 +78,13 @@ func (a *Activities) ReadMachine(ctx context.Context, p ReadMachineParams) (Mach
 	d := MachineDesired{
 		Found:         true,
 		Generation:    m.Generation,
+		UID:           string(m.UID),
 		Host:          m.HostName(),
 		Deleting:      !m.DeletionTimestamp.IsZero(),
-		Orphan:        m.Spec.DeletionPolicy == kokv1.DeletionPolicyOrphan,
+		Orphan:        m.Spec.DeletionPolicy == kokv1.DeletionPolicyOrphan || m.Annotations[kokv1.AnnotationOrphan] == "true",
+		Retry:         m.Annotations[kokv1.AnnotationRetry],
 		Paused:        m.Spec.Paused,
-		DriftInterval: 5 * time.Minute,
+		DriftInterval: DefaultDriftInterval,
 	}
 	if m.Spec.DriftCheckInterval != nil {
 		d.DriftInterval = m.Spec.DriftCheckInterval.Duration
@@ -199,7 +212,10 @@ type MachineReport struct {
 	// ReportedConditions are the Condition ConfigMaps' conditions, copied as they are.
 	ReportedConditions []ReportedCondition
 	LastDriftCheck     time.Time
-	Now                time.Time // the workflow's clock, for transition times
+	// ObservedInputs is the watcher's digest of the inputs the workflow has acted on (the newest
+	// reconcile signal's ReconcileSignal.Inputs); empty leaves status.observedInputs as it is.
+	ObservedInputs string
+	Now            time.Time // the workflow's clock, for transition times
 }
 
 // ReportMachineStatus writes the workflow's progress into the Machine's status. It only patches
@@ -223,6 +239,9 @@ func (a *Activities) ReportMachineStatus(ctx context.Context, r MachineReport) e
 	if !r.LastDriftCheck.IsZero() {
 		t := metav1.NewTime(r.LastDriftCheck)
 		st.LastDriftCheckTime = &t
+	}
+	if r.ObservedInputs != "" {
+		st.ObservedInputs = r.ObservedInputs
 	}
 	if r.Facts != nil {
 		st.Host = &kokv1.HostFacts{OS: r.Facts.OS, Kernel: r.Facts.Kernel, Arch: r.Facts.Arch}
@@ -356,22 +375,36 @@ func CreateEvent(ctx context.Context, c client.Client, about corev1.ObjectRefere
 type ReleaseMachineParams struct {
 	Name       string
 	DeleteNode bool
+	// UID is the Machine the workflow tore down. When set, a Machine of that name with another
+	// UID (deleted and created again meanwhile) is left alone: neither its Node nor its
+	// finalizer is touched. Empty (workflows started before UIDs were carried) acts by name.
+	UID string
 }
 
 // ReleaseMachine deletes the Node (when asked) and removes the finalizer, letting the Machine go.
 func (a *Activities) ReleaseMachine(ctx context.Context, p ReleaseMachineParams) error {
+	var m kokv1.Machine
+	err := a.Client.Get(ctx, types.NamespacedName{Name: p.Name}, &m)
+	switch {
+	case apierrors.IsNotFound(err):
+		if p.UID != "" {
+			// Gone already (an earlier attempt of this call let it go). A Node of that name
+			// may belong to a new Machine by now: leave it.
+			return nil
+		}
+	case err != nil:
+		return fmt.Errorf("get machine %s: %w", p.Name, err)
+	case p.UID != "" && string(m.UID) != p.UID:
+		return nil // another Machine of the same name: not ours to release
+	}
 	if p.DeleteNode {
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: p.Name}}
 		if err := a.Client.Delete(ctx, node); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete node %s: %w", p.Name, err)
 		}
 	}
-	var m kokv1.Machine
-	if err := a.Client.Get(ctx, types.NamespacedName{Name: p.Name}, &m); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("get machine %s: %w", p.Name, err)
+	if apierrors.IsNotFound(err) { // acting by name (legacy): the Machine is gone already
+		return nil //nolint:nilerr // gone is what releasing wants
 	}
 	if !controllerutil.ContainsFinalizer(&m, MachineFinalizer) {
 		return nil

@@ -73,7 +73,39 @@ const (
 	ReasonDriftCorrected = "DriftCorrected"
 	// ReasonNoPoller: no agent polls the host's task queue.
 	ReasonNoPoller = "NoPoller"
+	// ReasonAgentAbsent: the host's agent did not pick up or did not finish a task in time (it
+	// is stopped, restarting or cut off). The workflow waits for it with backoff: an absent
+	// agent is not a failed package.
+	ReasonAgentAbsent = "AgentAbsent"
+	// ReasonPolling: the host's agent answers.
+	ReasonPolling = "Polling"
+	// ReasonArtifactUnavailable: a package's artifact could not be downloaded for now (for
+	// example the server answered 503); the workflow tries again with backoff.
+	ReasonArtifactUnavailable = "ArtifactUnavailable"
+	// ReasonOperatorUnavailable: no machine operator of the cluster served the workflow's
+	// Kubernetes calls in time; the workflow waits for one with backoff.
+	ReasonOperatorUnavailable = "OperatorUnavailable"
+	// ReasonInvalidSpec: the packages cannot be planned (a dependency cycle, a missing one).
+	ReasonInvalidSpec = "InvalidSpec"
+	// ReasonAllGatesPassed: the node is schedulable.
+	ReasonAllGatesPassed = "AllGatesPassed"
+	// ReasonNodeNotRegistered: the kubelet has not registered the Node yet.
+	ReasonNodeNotRegistered = "NodeNotRegistered"
+	// ReasonMalformed: a Condition ConfigMap holds an entry kok cannot read.
+	ReasonMalformed = "Malformed"
+	// ReasonRetrying: a step failed in a way that may pass on its own; it is tried again.
+	ReasonRetrying = "Retrying"
 )
+
+// MachineConditionConditionMapsValid is False when a Condition ConfigMap of the node holds an
+// entry kok cannot read; its message says which.
+const MachineConditionConditionMapsValid = "ConditionMapsValid"
+
+// AnnotationOrphan on a Machine being deleted, set to "true", tells its workflow to leave the
+// host as it is and let the Machine go, as deletionPolicy Orphan does: for a host whose agent
+// will never answer again. (spec.deletionPolicy may also still be edited while deleting; the
+// annotation works where a person cannot or should not edit the spec.)
+const AnnotationOrphan = "kok.dev/orphan"
 
 // MachineSpec is the declared state of one node.
 type MachineSpec struct {
@@ -110,10 +142,11 @@ type MachineSpec struct {
 	// false.
 	// +optional
 	Paused bool `json:"paused,omitempty"`
-	// driftCheckInterval is the time between checks that the host still matches the spec. A
-	// duration, 10s to 24h. Default 5m.
+	// driftCheckInterval is the time between the workflow's checks that the host still matches
+	// the spec (the agent also keeps the host at spec on its own, every minute or two, and
+	// reports what it repaired at the next check). A duration, 10s to 24h. Default 15m.
 	// +optional
-	// +kubebuilder:default="5m"
+	// +kubebuilder:default="15m"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$`

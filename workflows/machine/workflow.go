@@ -1,12 +1,9 @@
 package machine
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
-
-	"kok.dev/contract/hostapi"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -14,7 +11,9 @@ import (
 	"kok.dev/activities/host"
 	"kok.dev/activities/kube"
 	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/contract/hostapi"
 	"kok.dev/contract/queue"
+	"kok.dev/workflows/internal/kit"
 )
 
 // Wire names: changing one breaks running workflows and the tools that signal them.
@@ -27,6 +26,11 @@ const (
 	// QueryState returns the workflow's State.
 	QueryState = "state"
 )
+
+// changeAtRest gates the loop that costs almost nothing at rest (one InspectHost per drift
+// interval, status written only on change, absent agents waited for). Runs that started before
+// it keep the legacy loop (legacy.go) until their next continue-as-new.
+const changeAtRest = "machine-at-rest-v2"
 
 // ReconcileSignal is SignalReconcile's payload. It is optional: an empty signal (from an older
 // watcher, the Temporal CLI or the Web UI) means "read the Machine again".
@@ -55,15 +59,23 @@ type Params struct {
 type Stage string
 
 const (
-	StageReading         Stage = "Reading"
-	StageConverging      Stage = "Converging"
-	StageWaitingForSpec  Stage = "WaitingForSpec"  // unresolvable spec: waits for an edit
-	StageWaitingForAgent Stage = "WaitingForAgent" // the host's agent does not poll its queue
-	StageWaitingForNode  Stage = "WaitingForNode"  // packages done, the Node is not registered yet
-	StagePaused          Stage = "Paused"          // spec.paused
-	StageIdle            Stage = "Idle"            // converged; next drift check on a timer
-	StageTearingDown     Stage = "TearingDown"     // deleting
+	StageReading               Stage = "Reading"
+	StageConverging            Stage = "Converging"
+	StageWaitingForSpec        Stage = "WaitingForSpec"             // unresolvable spec: waits for an edit
+	StageWaitingForAgent       Stage = "WaitingForAgent"            // the host's agent does not answer: waits with backoff
+	StageWaitingForArtifact    Stage = "WaitingForArtifact"         // an artifact cannot be downloaded for now: waits with backoff
+	StageWaitingForOperator    Stage = "WaitingForOperator"         // no machine operator serves the cluster's queue: waits with backoff
+	StageWaitingForNode        Stage = "WaitingForNode"             // packages done, the Node is not registered yet
+	StageRetrying              Stage = "Retrying"                   // a step failed in a way that may pass: tried again with backoff
+	StagePaused                Stage = "Paused"                     // spec.paused
+	StageIdle                  Stage = "Idle"                       // converged; next drift check on a timer
+	StageTearingDown           Stage = "TearingDown"                // deleting
+	StageTearingDownWaitingFor Stage = "TearingDownWaitingForAgent" // deleting; the agent does not answer (orphan to give up on the host)
 )
+
+// StageTearingDownWaitingForAgent is the teardown's wait for an absent agent. A person ends it
+// by letting the host be: deletionPolicy Orphan, or the kok.dev/orphan annotation.
+const StageTearingDownWaitingForAgent = StageTearingDownWaitingFor
 
 // State is everything the workflow remembers between iterations and runs.
 type State struct {
@@ -73,35 +85,88 @@ type State struct {
 	// Generation is the Machine generation the last pass acted on.
 	Generation int64
 	// Failed holds packages whose install failed for good at this generation, "name@version" to
-	// why. They are not retried until the spec changes: a bad checksum never heals by itself.
+	// why: a checksum mismatch, a bad spec, an install the agent rolled back, or a health check
+	// that failed after the install. They are not retried until the spec changes or a person
+	// sets a new kok.dev/retry value. An absent agent or artifact never lands here.
 	Failed map[string]string
-	// LastDriftCheck is when every package was last compared with the host.
+	// LastDriftCheck is when the host was last compared with the spec.
 	LastDriftCheck time.Time
 	// Passes counts iterations in this run, to continue-as-new before history grows large.
 	Passes int
+
+	// UID is the Machine object this workflow acts for; another UID under the same name is a
+	// new Machine.
+	UID string
+	// RetryHandled is the last kok.dev/retry value acted on.
+	RetryHandled string
+	// RepairSeq is the newest agent repair already recorded as an Event.
+	RepairSeq int64
+	// ReportHash identifies the status last written (reportHash): an equal report is not sent.
+	ReportHash string
+	// Sched is the schedulability last applied to the Node (nil: none yet, or the Node was
+	// missing).
+	Sched *schedVerdict
+	// Components are the packages as last seen, reported while the agent is away.
+	Components []kube.ComponentReport
+	// Facts are the host's OS, kernel and arch as last reported.
+	Facts *hostapi.FactsResult
+	// Inputs is the newest ReconcileSignal.Inputs received.
+	Inputs string
+	// PendingReconcile: a signal arrived as the run continued as new; the next run treats its
+	// first pass as signalled.
+	PendingReconcile bool
+	// Waits counts consecutive passes that waited, for their backoff.
+	Waits int
+	// SettledHost and SettledFor: the host digest at which a full pass changed nothing while
+	// the spec's digest was SettledFor (a package remembered as failed keeps them apart). Such a
+	// host is at rest too: the full pass is not repeated every interval.
+	SettledHost, SettledFor string
 }
 
 // Timeouts and retries. Each is named so a reader sees why it is what it is.
 var (
-	// kubeOptions: API calls are short; a control plane that blips is retried for as long as it
-	// takes (the workflow shows the pending activity in the Web UI meanwhile).
-	kubeRetry = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}
+	// kubeScheduleToStart: the cluster's machine operator serves the kube activities; when none
+	// polls (the cluster is gone or its operator is down), the workflow waits in
+	// WaitingForOperator rather than block silently.
+	kubeScheduleToStart = 2 * time.Minute
+	// kubeRetry: API calls are short; a blip is retried for about three minutes before the pass
+	// waits and tries again with backoff.
+	kubeRetry = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second, MaximumAttempts: 10}
+	// reportScheduleToClose and reportRetry bound a status write: it never holds the loop; an
+	// unwritten report is written at the next pass (its hash was not kept).
+	reportScheduleToClose = 90 * time.Second
+	reportRetry           = &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 3}
 	// agentScheduleToStart: how long a host task may wait for an agent to pick it up before the
-	// workflow reports the agent as not connected (it tries again later).
+	// workflow counts the agent absent (it waits for it with backoff).
 	agentScheduleToStart = time.Minute
 	// installTimeout bounds one install/upgrade (download, unpack, start); the agent heartbeats,
 	// so a killed agent is noticed after installHeartbeat and the retry resumes idempotently.
 	installTimeout   = 15 * time.Minute
 	installHeartbeat = 30 * time.Second
 	hostRetry        = &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 5}
+	// inspectTimeout and inspectRetry: InspectHost only reads agent state. An agent too old to
+	// serve it answers ActivityNotRegisteredError, which retrying cannot fix: that pass falls
+	// back to the full drift check at once.
+	inspectTimeout = 30 * time.Second
+	inspectRetry   = &temporal.RetryPolicy{InitialInterval: 2 * time.Second, BackoffCoefficient: 2, MaximumAttempts: 3, NonRetryableErrorTypes: []string{errTypeNotRegistered}}
 	// healthWait bounds waiting for a freshly started package to pass its health check.
 	healthWait = 5 * time.Minute
-	// shortRetry: how soon to look again when waiting on something outside the spec (an agent to
-	// connect, the kubelet to register the Node).
-	shortRetry = 10 * time.Second
-	// maxPasses: continue-as-new after this many passes (each pass is a few dozen events).
-	maxPasses = 100
+	// waitBase and waitMax: the backoff of every wait outside the spec (an agent, an artifact,
+	// an operator, a Node): 10 s doubling to 5 min, jittered per Machine.
+	waitBase = 10 * time.Second
+	waitMax  = 5 * time.Minute
+	// maxPasses: continue-as-new after this many passes. At rest a pass is ~11 events, so 300
+	// passes (about 3 days at 15 min) stay under the server's 4,096-event suggestion.
+	maxPasses = 300
 )
+
+// errTypeNotRegistered is the error type the Go SDK reports for an activity the worker does not
+// register (its ActivityNotRegisteredError): an agent of an older release and InspectHost.
+const errTypeNotRegistered = "ActivityNotRegisteredError"
+
+// errTypeArtifactUnavailable is hostapi.ErrTypeArtifactUnavailable (helper "agent" adds it to the
+// contract): the artifact server cannot serve the artifact now. Retryable, and waited for.
+const errTypeArtifactUnavailable = "ArtifactUnavailable"
 
 var (
 	kubeActs *kube.Activities
@@ -117,70 +182,156 @@ func Workflow(ctx workflow.Context, p Params) error {
 	if err := workflow.SetQueryHandler(ctx, QueryState, func() (State, error) { return s, nil }); err != nil {
 		return err
 	}
-	reconcile := workflow.GetSignalChannel(ctx, SignalReconcile)
-	m := &machineRun{p: p, s: &s, kubeCtx: workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           queue.ClusterTaskQueue(p.Cluster),
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         kubeRetry,
-	})}
-
-	for {
-		// 1. Read the Machine with every reference resolved.
-		s.Stage = StageReading
-		var d kube.MachineDesired
-		if err := workflow.ExecuteActivity(m.kubeCtx, kubeActs.ReadMachine, kube.ReadMachineParams{Name: p.Machine}).Get(ctx, &d); err != nil {
-			return err
-		}
-		if !d.Found {
-			return nil
-		}
-		if d.Generation != s.Generation {
-			s.Generation, s.Failed = d.Generation, map[string]string{}
-		}
-
-		// 2. Deleting: tear down and let the object go.
-		if d.Deleting {
-			s.Stage = StageTearingDown
-			return m.teardown(ctx, d)
-		}
-
-		// 3. Drive the host to the spec and decide schedulability.
-		wait := m.pass(ctx, d)
-		s.Passes++
-
-		// 4. Wait for a change or the next drift check, then go again. Signals that arrived
-		// meanwhile are drained into this one wake-up.
-		if s.Passes >= maxPasses || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			if !drain(reconcile) {
-				s.Passes = 0
-				return workflow.NewContinueAsNewError(ctx, WorkflowName, Params{Cluster: p.Cluster, Machine: p.Machine, State: s})
-			}
-			continue
-		}
-		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(reconcile, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
-		timerCtx, cancelTimer := workflow.WithCancel(ctx)
-		sel.AddFuture(workflow.NewTimer(timerCtx, wait), func(workflow.Future) {})
-		sel.Select(ctx)
-		cancelTimer()
-		drain(reconcile)
+	if workflow.GetVersion(ctx, changeAtRest, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return legacyWorkflow(ctx, p, &s)
 	}
-}
-
-// drain consumes every pending signal and says whether there were any.
-func drain(c workflow.ReceiveChannel) bool {
-	any := false
-	for c.ReceiveAsync(nil) {
-		any = true
-	}
-	return any
+	return newRun(ctx, p, &s).loop(ctx)
 }
 
 // machineRun is one workflow run's context for the pass helpers.
 type machineRun struct {
-	p       Params
-	s       *State
-	kubeCtx workflow.Context
+	p         Params
+	s         *State
+	kubeCtx   workflow.Context
+	reportCtx workflow.Context
+	reconcile workflow.ReceiveChannel
+	// inputs is s.Inputs as it was when the Machine was last read: what status.observedInputs
+	// may claim.
+	inputs string
+}
+
+func newRun(ctx workflow.Context, p Params, s *State) *machineRun {
+	q := queue.ClusterTaskQueue(p.Cluster)
+	return &machineRun{
+		p: p, s: s,
+		reconcile: workflow.GetSignalChannel(ctx, SignalReconcile),
+		kubeCtx: workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue: q, ScheduleToStartTimeout: kubeScheduleToStart, StartToCloseTimeout: 30 * time.Second, RetryPolicy: kubeRetry,
+		}),
+		reportCtx: workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			TaskQueue: q, ScheduleToCloseTimeout: reportScheduleToClose, StartToCloseTimeout: 30 * time.Second, RetryPolicy: reportRetry,
+		}),
+	}
+}
+
+// loop is the Machine's life: read when told (or at the start of a run), look at the host every
+// drift interval, act only on a difference.
+func (m *machineRun) loop(ctx workflow.Context) error {
+	s := m.s
+	needRead := true                // every run starts from the Machine as it is now
+	signalled := s.PendingReconcile // a signal that arrived as the last run ended
+	s.PendingReconcile = false
+	var d kube.MachineDesired
+	for {
+		var wait time.Duration
+		if needRead {
+			// 1. Read the Machine with every reference resolved.
+			s.Stage = StageReading
+			read, err := m.readMachine(ctx)
+			switch {
+			case err != nil:
+				s.Stage = StageWaitingForOperator
+				wait = m.backoff()
+			case !read.Found:
+				return nil
+			default:
+				d, needRead = read, false
+				m.adopt(d)
+			}
+		}
+		if !needRead {
+			// 2. Deleting: tear down and let the object go.
+			if d.Deleting {
+				if m.teardown(ctx, d) {
+					return nil
+				}
+				needRead = true // the Machine went away or was created anew meanwhile
+				continue
+			}
+			// 3. Look at the host, drive it to the spec where it differs, decide schedulability.
+			wait = m.pass(ctx, d, signalled)
+			signalled = false
+		}
+		s.Passes++
+
+		// 4. Continue as new when due, always: a signal pending now is carried as
+		// PendingReconcile, so a steady signal stream cannot keep the run from ending.
+		if s.Passes >= maxPasses || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			s.PendingReconcile = m.drain() || signalled
+			s.Passes = 0
+			return workflow.NewContinueAsNewError(ctx, WorkflowName, Params{Cluster: m.p.Cluster, Machine: m.p.Machine, State: *s})
+		}
+		// 5. Wait for a change or the next look, then go again. Signals that arrived meanwhile
+		// are drained into this one wake-up.
+		if m.sleep(ctx, wait) {
+			needRead, signalled = true, true
+		}
+	}
+}
+
+// readMachine runs ReadMachine; an error means no operator served it (or the API server kept
+// failing): the caller waits.
+func (m *machineRun) readMachine(ctx workflow.Context) (kube.MachineDesired, error) {
+	var d kube.MachineDesired
+	inputs := m.s.Inputs
+	err := workflow.ExecuteActivity(m.kubeCtx, kubeActs.ReadMachine, kube.ReadMachineParams{Name: m.p.Machine}).Get(ctx, &d)
+	if err == nil {
+		m.inputs = inputs
+	}
+	return d, err
+}
+
+// adopt takes what was read: a new object (UID), a new generation or a new retry request each
+// forget what was remembered as failed.
+func (m *machineRun) adopt(d kube.MachineDesired) {
+	s := m.s
+	if s.UID != "" && d.UID != "" && d.UID != s.UID {
+		// The Machine was deleted and created again under this name: nothing known of the old
+		// object applies to the new one.
+		// RepairSeq is the host's, not the object's: the repairs already recorded stay recorded.
+		*s = State{Stage: s.Stage, Passes: s.Passes, Inputs: s.Inputs, RepairSeq: s.RepairSeq, Failed: map[string]string{}}
+	}
+	s.UID = d.UID
+	if d.Generation != s.Generation {
+		s.Generation, s.Failed = d.Generation, map[string]string{}
+		s.SettledHost, s.SettledFor = "", ""
+	}
+	if d.Retry != "" && d.Retry != s.RetryHandled {
+		s.RetryHandled, s.Failed = d.Retry, map[string]string{}
+		s.SettledHost, s.SettledFor = "", ""
+	}
+}
+
+// sleep waits for a signal or for d, and says whether a signal came. Signals already pending
+// end it at once, with no timer.
+func (m *machineRun) sleep(ctx workflow.Context, d time.Duration) bool {
+	if m.drain() {
+		return true
+	}
+	woke := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(m.reconcile, func(workflow.ReceiveChannel, bool) { woke = true })
+	timerCtx, cancelTimer := workflow.WithCancel(ctx)
+	sel.AddFuture(workflow.NewTimer(timerCtx, d), func(workflow.Future) {})
+	sel.Select(ctx)
+	cancelTimer()
+	return m.drain() || woke
+}
+
+// drain consumes pending signals, keeping the newest inputs digest.
+func (m *machineRun) drain() bool {
+	return kit.DrainInto(m.reconcile, func(sig *ReconcileSignal) {
+		if sig != nil && sig.Inputs != "" {
+			m.s.Inputs = sig.Inputs
+		}
+	})
+}
+
+// backoff is the next wait of a pass that waits for something outside the spec.
+func (m *machineRun) backoff() time.Duration {
+	d := kit.Backoff(waitBase, waitMax, m.p.Machine, m.s.Waits)
+	m.s.Waits++
+	return d
 }
 
 func (m *machineRun) hostCtx(ctx workflow.Context, d kube.MachineDesired, timeout time.Duration) workflow.Context {
@@ -193,465 +344,212 @@ func (m *machineRun) hostCtx(ctx workflow.Context, d kube.MachineDesired, timeou
 	})
 }
 
-// pass is one convergence pass; it returns how long to wait before the next one.
-func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired) time.Duration {
-	s := m.s
-	now := workflow.Now(ctx)
-	r := kube.MachineReport{Name: m.p.Machine, ObservedGeneration: d.Generation, ReportedConditions: d.Conditions, Now: now, LastDriftCheck: s.LastDriftCheck}
-	gates := gatesFor(d)
-	notes := strings.Join(d.ConditionNotes, "; ")
+// classify says whether a host activity's error means waiting (and for what) or a failure to
+// remember: only a checksum mismatch, a bad spec and a failed install are failures.
+func classify(err error) waitKind {
+	switch {
+	case kit.IsTimeout(err):
+		return waitAgent
+	case kit.ErrorType(err) == errTypeArtifactUnavailable:
+		return waitArtifact
+	}
+	switch kit.ErrorType(err) {
+	case hostapi.ErrTypeChecksumMismatch, hostapi.ErrTypeBadSpec, hostapi.ErrTypeInstallFailed:
+		return waitNone
+	}
+	return waitRetry
+}
 
+func (m *machineRun) waitMessage(w waitKind, d kube.MachineDesired, err error) string {
+	switch w {
+	case waitAgent:
+		return fmt.Sprintf("the agent of host %s did not answer on task queue %s (%s); waiting for it", d.Host, queue.HostTaskQueue(d.Host), kit.RootCause(err))
+	case waitArtifact:
+		return "an artifact cannot be downloaded now (" + kit.RootCause(err) + "); trying again"
+	default:
+		return kit.RootCause(err) + "; trying again"
+	}
+}
+
+// passResult is how a pass ended.
+type passResult struct {
+	wait    waitKind
+	message string
+}
+
+// pass is one look at the host; it returns how long to wait before the next one. signalled: the
+// Machine was read after a signal, so schedulability is applied even when it did not change.
+func (m *machineRun) pass(ctx workflow.Context, d kube.MachineDesired, signalled bool) time.Duration {
+	s := m.s
+	o := m.observation(d)
 	// 3a. Nothing is touched while paused or while the spec cannot be resolved.
 	if d.Paused {
-		s.Stage = StagePaused
-		r.Phase = string(kokv1.MachinePaused)
-		r.Conditions = append(r.Conditions, cond(kokv1.ConditionProgressing, false, kokv1.ReasonPaused, "spec.paused is true: nothing on the host changes"))
-		m.report(ctx, r)
-		return d.DriftInterval
-	}
-	desired := make([]Package, 0, len(d.Packages))
-	specs := map[string]hostapi.PackageSpec{}
-	for _, ps := range d.Packages {
-		desired = append(desired, Package{Name: ps.Name, Version: ps.Version, DependsOn: ps.DependsOn})
-		specs[ps.Name] = ps
+		s.Stage, s.Waits = StagePaused, 0
+		m.report(ctx, composeStatus(o))
+		return m.interval(d)
 	}
 	if len(d.ResolveErrors) > 0 {
-		s.Stage = StageWaitingForSpec
-		r.Phase = string(kokv1.MachineBlocked)
-		r.Conditions = append(r.Conditions, cond(kokv1.MachineConditionPackagesInSync, false, kokv1.ReasonNotFound, strings.Join(d.ResolveErrors, "; ")+"; nothing on the host was changed"))
-		m.report(ctx, r)
-		return d.DriftInterval
+		s.Stage, s.Waits = StageWaitingForSpec, 0
+		m.report(ctx, composeStatus(o))
+		return m.interval(d)
 	}
 
-	// 3b. Ask the host what it has. An agent that does not answer is reported, not waited on.
+	// 3b. Ask the agent how the host compares with the spec: one activity at rest.
 	s.Stage = StageConverging
-	var facts hostapi.FactsResult
-	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, 30*time.Second), hostActs.Facts).Get(ctx, &facts); err != nil {
-		s.Stage = StageWaitingForAgent
-		r.Phase = string(kokv1.MachineNotReady)
-		r.Conditions = append(r.Conditions, cond(kokv1.MachineConditionAgentConnected, false, kokv1.ReasonNoPoller,
-			fmt.Sprintf("the agent of host %s did not answer on task queue %s: %s", d.Host, queue.HostTaskQueue(d.Host), rootCause(err))))
-		m.report(ctx, r)
-		return shortRetry
-	}
-	r.Facts = &facts
-	r.Conditions = append(r.Conditions, cond(kokv1.MachineConditionAgentConnected, true, "Polling", "the agent of host "+d.Host+" answers"))
-
-	installed := make([]Installed, 0, len(facts.Installed))
-	for _, ip := range facts.Installed {
-		installed = append(installed, Installed{Name: ip.Name, Version: ip.Version, DependsOn: ip.DependsOn})
-	}
-	steps, err := Plan(desired, installed)
-	if err != nil {
-		s.Stage = StageWaitingForSpec
-		r.Phase = string(kokv1.MachineBlocked)
-		r.Conditions = append(r.Conditions, cond(kokv1.MachineConditionPackagesInSync, false, "InvalidSpec", err.Error()+"; nothing on the host was changed"))
-		m.report(ctx, r)
-		return d.DriftInterval
-	}
-
-	// 3c. Components as they stand, then each planned step in order, reporting as we go.
-	comps := componentsFrom(desired, installed)
-	broken := map[string]bool{} // packages that failed, so their dependents are not touched
-	// serving: packages that run at some version and that no check of this pass found
-	// unhealthy. A failed upgrade that the agent rolled back keeps serving at the old version:
-	// schedulability depends on serving, not on being at the spec's version, so a bad release
-	// never cordons a fleet by itself.
-	serving := map[string]bool{}
-	for _, ip := range facts.Installed {
-		serving[ip.Name] = ip.ServiceRunning
-	}
-	for key, why := range sortedMap(s.Failed) {
-		name, _, _ := strings.Cut(key, "@")
-		broken[name] = true
-		comps.set(name, specs[name].Version, kokv1.ComponentFailed, why)
-	}
-	if len(steps) > 0 {
-		r.Phase = string(kokv1.MachineProvisioning)
-	}
-	for i, st := range steps {
-		if blockedBy := dependsOnBroken(specs[st.Name].DependsOn, broken); st.Action != ActionRemove && (broken[st.Name] || blockedBy != "") {
-			if blockedBy != "" {
-				comps.set(st.Name, st.To, kokv1.ComponentPending, "waiting: depends on "+blockedBy+", which failed")
-				broken[st.Name] = true
-			}
-			continue
-		}
-		comps.set(st.Name, versionOf(st), phaseOf(st.Action), st.String())
-		r.Components = comps.list()
-		r.Conditions = upsert(r.Conditions, cond(kokv1.ConditionProgressing, true, kokv1.ReasonInProgress, fmt.Sprintf("step %d/%d: %s", i+1, len(steps), st)))
-		m.report(ctx, r)
-
-		if st.Action == ActionRemove {
-			var res hostapi.RemovePackageResult
-			if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.RemovePackage, hostapi.RemovePackageParams{Name: st.Name}).Get(ctx, &res); err != nil {
-				comps.set(st.Name, st.From, kokv1.ComponentFailed, "remove failed: "+rootCause(err))
-				continue
-			}
-			comps.remove(st.Name)
-			delete(serving, st.Name)
-			continue
-		}
-		if why, applied := m.ensureAndCheck(ctx, d, specs[st.Name]); why != "" {
-			s.Failed[st.Name+"@"+st.To] = why
-			broken[st.Name] = true
-			comps.set(st.Name, st.From, kokv1.ComponentFailed, why)
-			if applied { // installed but unhealthy; otherwise the previous version still runs
-				serving[st.Name] = false
-			}
-			continue
-		}
-		comps.set(st.Name, st.To, kokv1.ComponentRunning, "")
-		serving[st.Name] = true
-	}
-
-	// 3d. Drift check: every wanted package is ensured again when due. The agent acts only where
-	// the host differs (a stopped service, an edited config, a removed package) and says what it
-	// repaired; each repair becomes an Event on the Machine.
-	if len(steps) > 0 || now.Sub(s.LastDriftCheck) >= d.DriftInterval {
-		m.driftCheck(ctx, d, desired, specs, broken, comps, serving)
-		s.LastDriftCheck = workflow.Now(ctx)
-		r.LastDriftCheck = s.LastDriftCheck
-	}
-
-	// 3e. Schedulability: the only place that cordons or uncordons this node.
-	healthy := true
-	for _, p := range desired {
-		healthy = healthy && serving[p.Name]
-	}
-	decision := DecideSchedulable(SchedulingInput{Gates: gates, Bootstrapped: s.Bootstrapped, ComponentsHealthy: healthy, Isolations: d.Isolations})
-	wait := d.DriftInterval
-	var res kube.SetNodeSchedulableResult
-	err = workflow.ExecuteActivity(m.kubeCtx, kubeActs.SetNodeSchedulable, kube.SetNodeSchedulableParams{Node: m.p.Machine, Schedulable: decision.Schedulable}).Get(ctx, &res)
+	// DesiredDigest is JSON over sorted specs: deterministic (see reportHash).
+	//workflowcheck:ignore
+	digest := hostapi.DesiredDigest(d.Packages)
+	var res hostapi.InspectHostResult
+	err := workflow.ExecuteActivity(m.inspectCtx(ctx, d), hostapi.ActivityInspectHost,
+		hostapi.InspectHostParams{Digest: digest, RepairsSince: s.RepairSeq}).Get(ctx, &res)
+	var out passResult
+	var serving map[string]bool
 	switch {
 	case err == nil:
-		r.Schedulable = decision.Schedulable
-		if decision.Schedulable {
+		o.AgentAnswered = true
+		m.recordRepairs(ctx, res)
+		s.LastDriftCheck = workflow.Now(ctx)
+		if res.Digest == digest || (res.Digest == s.SettledHost && digest == s.SettledFor) {
+			s.Components, serving = atRestComponents(d.Packages, res, s.Failed)
+			break
+		}
+		var changed bool
+		out, serving, changed = m.converge(ctx, d, &o)
+		if out.wait == waitNone && !changed && o.PlanError == "" {
+			s.SettledHost, s.SettledFor = res.Digest, digest
+		}
+	case kit.ErrorType(err) == errTypeNotRegistered:
+		// An agent of an older release: today's full drift check, every pass, until it is
+		// upgraded.
+		out, serving, _ = m.converge(ctx, d, &o)
+	default:
+		w := classify(err)
+		if w == waitNone {
+			w = waitRetry
+		}
+		out = passResult{wait: w, message: m.waitMessage(w, d, err)}
+	}
+	if o.PlanError != "" {
+		s.Stage, s.Waits = StageWaitingForSpec, 0
+		m.report(ctx, composeStatus(o))
+		return m.interval(d)
+	}
+	if out.wait != waitNone {
+		return m.waitFor(ctx, o, out)
+	}
+
+	// 3c. Schedulability: the only place that cordons or uncordons this node, called when the
+	// decision changes or the Machine was read after a signal.
+	healthy := true
+	for _, p := range d.Packages {
+		healthy = healthy && serving[p.Name]
+	}
+	dec := DecideSchedulable(SchedulingInput{Gates: gatesFor(d), Bootstrapped: s.Bootstrapped, ComponentsHealthy: healthy, Isolations: d.Isolations})
+	v := schedVerdictOf(dec, d)
+	if signalled || s.Sched == nil || s.Sched.Schedulable != v.Schedulable {
+		var sr kube.SetNodeSchedulableResult
+		err := workflow.ExecuteActivity(m.kubeCtx, kubeActs.SetNodeSchedulable, kube.SetNodeSchedulableParams{Node: m.p.Machine, Schedulable: dec.Schedulable}).Get(ctx, &sr)
+		switch {
+		case isNodeNotFound(err):
+			s.Sched = nil
+			o = m.observation(d)
+			o.AgentAnswered = true
+			return m.waitFor(ctx, o, passResult{wait: waitNode, message: "node " + m.p.Machine + " is not registered yet (the kubelet package registers it)"})
+		case err != nil:
+			o.AgentAnswered = true
+			return m.waitFor(ctx, o, passResult{wait: waitOperator, message: "cordon or uncordon node " + m.p.Machine + ": " + kit.RootCause(err)})
+		}
+		if dec.Schedulable {
 			s.Bootstrapped = true
 		}
-		r.Conditions = append(r.Conditions, cond(kokv1.MachineConditionSchedulable, decision.Schedulable, schedReason(decision, d), decision.Message()))
-	case isNodeNotFound(err):
-		s.Stage = StageWaitingForNode
-		wait = shortRetry
-		r.Conditions = append(r.Conditions, cond(kokv1.MachineConditionSchedulable, false, "NodeNotRegistered",
-			"node "+m.p.Machine+" is not registered yet (the kubelet package registers it)"))
+	}
+	s.Sched = &v
+
+	// 3d. Report the verdict (written only when it differs from the last one).
+	s.Stage, s.Waits = StageIdle, 0
+	o = m.observation(d)
+	o.AgentAnswered = true
+	m.report(ctx, composeStatus(o))
+	return m.interval(d)
+}
+
+// waitFor reports a pass that stopped to wait and returns the backoff.
+func (m *machineRun) waitFor(ctx workflow.Context, o observation, out passResult) time.Duration {
+	switch out.wait {
+	case waitAgent:
+		m.s.Stage = StageWaitingForAgent
+	case waitArtifact:
+		m.s.Stage = StageWaitingForArtifact
+	case waitOperator:
+		m.s.Stage = StageWaitingForOperator
+	case waitNode:
+		m.s.Stage = StageWaitingForNode
 	default:
-		r.Conditions = append(r.Conditions, cond(kokv1.MachineConditionSchedulable, false, kokv1.ReasonFailed, rootCause(err)))
+		m.s.Stage = StageRetrying
 	}
-	if notes != "" {
-		r.Conditions = append(r.Conditions, cond("ConditionMapsValid", false, "Malformed", notes))
-	}
-
-	// 3f. Report the verdict.
-	r.Components = comps.list()
-	inSync := comps.allRunning(desired) && len(s.Failed) == 0
-	r.Conditions = upsert(r.Conditions, cond(kokv1.ConditionProgressing, false, kokv1.ReasonSucceeded, "no step pending"))
-	r.Conditions = append(r.Conditions,
-		cond(kokv1.MachineConditionPackagesInSync, inSync, syncReason(inSync), syncMessage(inSync, s.Failed, comps)),
-		cond(kokv1.ConditionReady, inSync, syncReason(inSync), syncMessage(inSync, s.Failed, comps)))
-	switch {
-	case !inSync:
-		r.Phase = string(kokv1.MachineDegraded)
-	default:
-		r.Phase = string(kokv1.MachineReady)
-	}
-	if s.Stage == StageConverging {
-		s.Stage = StageIdle
-	}
-	m.report(ctx, r)
-	return wait
+	o.Wait, o.WaitMessage = out.wait, out.message
+	o.Components = m.s.Components
+	m.report(ctx, composeStatus(o))
+	return m.backoff()
 }
 
-// ensureAndCheck installs or upgrades one package and waits for it to be healthy. It returns why
-// it failed ("" on success) and whether the new version was applied: an install or upgrade that
-// failed leaves the previous state on the host (the agent rolls back), one that was applied but
-// is unhealthy does not.
-func (m *machineRun) ensureAndCheck(ctx workflow.Context, d kube.MachineDesired, spec hostapi.PackageSpec) (why string, applied bool) {
-	var res hostapi.EnsurePackageResult
-	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.EnsurePackage, hostapi.EnsurePackageParams{Spec: spec}).Get(ctx, &res); err != nil {
-		return fmt.Sprintf("%s %s: %s", spec.Name, spec.Version, rootCause(err)), false
+// interval is the jittered drift interval: a fleet started together does not stay in step.
+func (m *machineRun) interval(d kube.MachineDesired) time.Duration {
+	every := d.DriftInterval
+	if every <= 0 {
+		every = kube.DefaultDriftInterval
 	}
-	var health hostapi.CheckHealthResult
-	if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, healthWait), hostActs.CheckHealth, hostapi.CheckHealthParams{Name: spec.Name, Wait: true}).Get(ctx, &health); err != nil {
-		return fmt.Sprintf("%s %s: health check: %s", spec.Name, spec.Version, rootCause(err)), true
-	}
-	if !health.Healthy {
-		return fmt.Sprintf("%s %s is unhealthy: %s", spec.Name, spec.Version, health.Message), true
-	}
-	return "", true
+	return kit.Jitter(every, m.p.Machine, m.s.Passes)
 }
 
-func (m *machineRun) driftCheck(ctx workflow.Context, d kube.MachineDesired, desired []Package, specs map[string]hostapi.PackageSpec, broken map[string]bool, comps *components, serving map[string]bool) {
-	order, err := topoOrder(depsOf(desired))
-	if err != nil {
-		return // Plan already refused this spec
-	}
-	for _, name := range order {
-		if broken[name] {
-			continue
-		}
-		spec := specs[name]
-		var res hostapi.EnsurePackageResult
-		if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.EnsurePackage, hostapi.EnsurePackageParams{Spec: spec}).Get(ctx, &res); err != nil {
-			comps.set(name, spec.Version, kokv1.ComponentFailed, "drift check: "+rootCause(err))
-			serving[name] = false
-			continue
-		}
-		if res.Action != hostapi.EnsureNone {
-			msg := fmt.Sprintf("%s %s: %s", name, spec.Version, strings.Join(res.Repairs, "; "))
-			if len(res.Repairs) == 0 {
-				msg = fmt.Sprintf("%s %s: %s", name, spec.Version, strings.ToLower(string(res.Action)))
-			}
-			info := workflow.GetInfo(ctx)
-			_ = workflow.ExecuteActivity(m.kubeCtx, kubeActs.RecordMachineEvent, kube.MachineEventParams{
-				Machine: m.p.Machine, Key: fmt.Sprintf("%s/%s/%d/%s", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, m.s.Passes, name),
-				Type: "Warning", Reason: kokv1.ReasonDriftCorrected, Message: msg, Time: workflow.Now(ctx),
-			}).Get(ctx, nil)
-		}
-		var health hostapi.CheckHealthResult
-		if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, healthWait), hostActs.CheckHealth, hostapi.CheckHealthParams{Name: name, Wait: res.Action != hostapi.EnsureNone}).Get(ctx, &health); err != nil || !health.Healthy {
-			why := health.Message
-			if err != nil {
-				why = rootCause(err)
-			}
-			comps.set(name, spec.Version, kokv1.ComponentFailed, "unhealthy: "+why)
-			serving[name] = false
-			continue
-		}
-		comps.set(name, spec.Version, kokv1.ComponentRunning, "")
-		serving[name] = true
+func (m *machineRun) observation(d kube.MachineDesired) observation {
+	return observation{
+		Machine: m.p.Machine, Desired: d, Components: m.s.Components, Failed: m.s.Failed,
+		Sched: m.s.Sched, Facts: m.s.Facts, Inputs: m.inputs,
 	}
 }
 
-// teardown removes every package (unless the Machine orphans them) and releases the Machine.
-func (m *machineRun) teardown(ctx workflow.Context, d kube.MachineDesired) error {
-	r := kube.MachineReport{Name: m.p.Machine, ObservedGeneration: d.Generation, Phase: string(kokv1.MachineDeleting), Now: workflow.Now(ctx)}
-	m.report(ctx, r)
-	var res kube.SetNodeSchedulableResult
-	if err := workflow.ExecuteActivity(m.kubeCtx, kubeActs.SetNodeSchedulable, kube.SetNodeSchedulableParams{Node: m.p.Machine, Schedulable: false}).Get(ctx, &res); err != nil && !isNodeNotFound(err) {
-		return err
-	}
-	if !d.Orphan {
-		var facts hostapi.FactsResult
-		if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, 30*time.Second), hostActs.Facts).Get(ctx, &facts); err != nil {
-			return fmt.Errorf("read host %s before removing its packages: %w", d.Host, err)
-		}
-		installed := make([]Installed, 0, len(facts.Installed))
-		for _, ip := range facts.Installed {
-			installed = append(installed, Installed{Name: ip.Name, Version: ip.Version, DependsOn: ip.DependsOn})
-		}
-		steps, err := Plan(nil, installed)
-		if err != nil {
-			return err
-		}
-		for _, st := range steps {
-			var rr hostapi.RemovePackageResult
-			if err := workflow.ExecuteActivity(m.hostCtx(ctx, d, installTimeout), hostActs.RemovePackage, hostapi.RemovePackageParams{Name: st.Name}).Get(ctx, &rr); err != nil {
-				return fmt.Errorf("remove %s from host %s: %w", st.Name, d.Host, err)
-			}
-		}
-	}
-	return workflow.ExecuteActivity(m.kubeCtx, kubeActs.ReleaseMachine, kube.ReleaseMachineParams{Name: m.p.Machine, DeleteNode: !d.Orphan}).Get(ctx, nil)
+func (m *machineRun) inspectCtx(ctx workflow.Context, d kube.MachineDesired) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:              queue.HostTaskQueue(d.Host),
+		ScheduleToStartTimeout: agentScheduleToStart,
+		StartToCloseTimeout:    inspectTimeout,
+		RetryPolicy:            inspectRetry,
+	})
 }
 
-// report publishes progress; a failure to write status never stops the work itself.
+// recordRepairs turns the agent's local repairs into one Event (one call per batch, keyed by
+// the repairs' sequence numbers, so a retry writes it once).
+func (m *machineRun) recordRepairs(ctx workflow.Context, res hostapi.InspectHostResult) {
+	if len(res.Repairs) == 0 {
+		if res.RepairSeq > m.s.RepairSeq {
+			m.s.RepairSeq = res.RepairSeq
+		}
+		return
+	}
+	var what []string
+	for _, r := range res.Repairs {
+		what = append(what, fmt.Sprintf("%s %s: %s", r.Package, r.Version, r.What))
+	}
+	first, last := res.Repairs[0].Seq, res.Repairs[len(res.Repairs)-1].Seq
+	err := workflow.ExecuteActivity(m.reportCtx, kubeActs.RecordMachineEvent, kube.MachineEventParams{
+		Machine: m.p.Machine, Key: fmt.Sprintf("%s/%s/repairs/%d-%d", workflow.GetInfo(ctx).WorkflowExecution.ID, m.s.UID, first, last),
+		Type: "Warning", Reason: kokv1.ReasonDriftCorrected, Message: strings.Join(what, "; "), Time: workflow.Now(ctx),
+	}).Get(ctx, nil)
+	if err == nil { // otherwise the agent reports them again next time
+		m.s.RepairSeq = max(res.RepairSeq, last)
+	}
+}
+
+// report writes status when it differs from what was last written; a failed write is retried at
+// the next pass.
 func (m *machineRun) report(ctx workflow.Context, r kube.MachineReport) {
-	r.Now = workflow.Now(ctx)
-	_ = workflow.ExecuteActivity(m.kubeCtx, kubeActs.ReportMachineStatus, r).Get(ctx, nil)
-}
-
-func gatesFor(d kube.MachineDesired) []Gate {
-	reported := map[string]kube.ReportedCondition{}
-	for _, c := range d.Conditions {
-		reported[c.Type] = c
+	h := reportHash(r)
+	if h == m.s.ReportHash {
+		return
 	}
-	var gates []Gate
-	for _, g := range d.Gates {
-		gate := Gate{Type: g.Type, Mode: GateMode(g.Mode)}
-		if c, ok := reported[g.Type]; ok {
-			gate.Status, gate.Message, gate.Source = c.Status, c.Message, c.Source
-		} else {
-			gate.Source = fmt.Sprintf("no ConfigMap in %s labelled %s=%s reports it", kube.ConditionNamespace, kube.LabelNode, d.Host)
-		}
-		gates = append(gates, gate)
+	r.Now, r.LastDriftCheck = workflow.Now(ctx), m.s.LastDriftCheck
+	if err := workflow.ExecuteActivity(m.reportCtx, kubeActs.ReportMachineStatus, r).Get(ctx, nil); err == nil {
+		m.s.ReportHash = h
 	}
-	return gates
-}
-
-func cond(typ string, ok bool, reason, msg string) kube.ConditionReport {
-	status := "False"
-	if ok {
-		status = "True"
-	}
-	return kube.ConditionReport{Type: typ, Status: status, Reason: reason, Message: msg}
-}
-
-func upsert(cs []kube.ConditionReport, c kube.ConditionReport) []kube.ConditionReport {
-	for i := range cs {
-		if cs[i].Type == c.Type {
-			cs[i] = c
-			return cs
-		}
-	}
-	return append(cs, c)
-}
-
-func schedReason(dec SchedulingDecision, d kube.MachineDesired) string {
-	switch {
-	case dec.Schedulable:
-		return "AllGatesPassed"
-	case len(d.Isolations) > 0:
-		return kokv1.ReasonIsolated
-	default:
-		return kokv1.ReasonReadinessGateNotTrue
-	}
-}
-
-func syncReason(ok bool) string {
-	if ok {
-		return kokv1.ReasonSucceeded
-	}
-	return kokv1.ReasonFailed
-}
-
-func syncMessage(ok bool, failed map[string]string, comps *components) string {
-	if ok {
-		return "every package runs at its spec version and is healthy"
-	}
-	var why []string
-	for _, msg := range sortedMap(failed) {
-		why = append(why, msg)
-	}
-	for _, c := range comps.list() {
-		if c.Phase != string(kokv1.ComponentRunning) && c.Message != "" && !contains(why, c.Message) {
-			why = append(why, c.Name+": "+c.Message)
-		}
-	}
-	if len(why) == 0 {
-		return "packages are not all running"
-	}
-	return strings.Join(why, "; ")
-}
-
-// isNodeNotFound: the kubelet has not registered the Node (yet, or any more).
-func isNodeNotFound(err error) bool {
-	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr) && appErr.Type() == kube.ErrTypeNodeNotFound
-}
-
-func rootCause(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Error()
-	}
-	var to *temporal.TimeoutError
-	if errors.As(err, &to) {
-		return "timed out (" + to.TimeoutType().String() + ")"
-	}
-	return err.Error()
-}
-
-func dependsOnBroken(deps []string, broken map[string]bool) string {
-	for _, d := range deps {
-		if broken[d] {
-			return d
-		}
-	}
-	return ""
-}
-
-func versionOf(s Step) string {
-	if s.Action == ActionRemove {
-		return s.From
-	}
-	return s.To
-}
-
-func phaseOf(a Action) kokv1.ComponentPhase {
-	switch a {
-	case ActionInstall:
-		return kokv1.ComponentInstalling
-	case ActionRemove:
-		return kokv1.ComponentRemoving
-	default:
-		return kokv1.ComponentUpgrading
-	}
-}
-
-func depsOf(ps []Package) map[string][]string {
-	out := map[string][]string{}
-	for _, p := range ps {
-		out[p.Name] = p.DependsOn
-	}
-	return out
-}
-
-// sortedMap iterates a map in key order, so workflow code never depends on map order.
-func sortedMap(m map[string]string) func(func(string, string) bool) {
-	return func(yield func(string, string) bool) {
-		for _, k := range sortedKeys(m) {
-			if !yield(k, m[k]) {
-				return
-			}
-		}
-	}
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// components is the per-package status the workflow reports, kept in name order.
-type components struct {
-	byName map[string]kube.ComponentReport
-}
-
-func componentsFrom(desired []Package, installed []Installed) *components {
-	c := &components{byName: map[string]kube.ComponentReport{}}
-	have := map[string]string{}
-	for _, i := range installed {
-		have[i.Name] = i.Version
-	}
-	for _, p := range desired {
-		if v, ok := have[p.Name]; ok && v == p.Version {
-			c.byName[p.Name] = kube.ComponentReport{Name: p.Name, Version: v, Phase: string(kokv1.ComponentRunning)}
-		} else {
-			c.byName[p.Name] = kube.ComponentReport{Name: p.Name, Version: v, Phase: string(kokv1.ComponentPending)}
-		}
-	}
-	for _, i := range installed {
-		if _, ok := c.byName[i.Name]; !ok {
-			c.byName[i.Name] = kube.ComponentReport{Name: i.Name, Version: i.Version, Phase: string(kokv1.ComponentRunning), Message: "not in spec: to be removed"}
-		}
-	}
-	return c
-}
-
-func (c *components) set(name, version string, phase kokv1.ComponentPhase, msg string) {
-	c.byName[name] = kube.ComponentReport{Name: name, Version: version, Phase: string(phase), Message: msg}
-}
-
-func (c *components) remove(name string) { delete(c.byName, name) }
-
-func (c *components) list() []kube.ComponentReport {
-	out := make([]kube.ComponentReport, 0, len(c.byName))
-	for _, name := range sortedKeys(c.byName) {
-		out = append(out, c.byName[name])
-	}
-	return out
-}
-
-func (c *components) allRunning(desired []Package) bool {
-	for _, p := range desired {
-		got, ok := c.byName[p.Name]
-		if !ok || got.Phase != string(kokv1.ComponentRunning) || got.Version != p.Version {
-			return false
-		}
-	}
-	return true
 }

@@ -2,6 +2,7 @@ package machine
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"slices"
@@ -11,15 +12,15 @@ import (
 
 	"kok.dev/contract/hostapi"
 
-	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
-	"kok.dev/activities/host"
 	"kok.dev/activities/kube"
 	kokv1 "kok.dev/api/v1alpha1"
 )
@@ -39,16 +40,31 @@ type fakeWorld struct {
 	reports   []kube.MachineReport
 	events    []kube.MachineEventParams
 	released  *kube.ReleaseMachineParams
+
+	applied      map[string]hostapi.PackageSpec // the specs the agent has applied (its digest)
+	oldAgent     bool                           // the agent does not register InspectHost
+	localRepairs []hostapi.LocalRepair          // the agent's local loop's repairs
+	now          func() time.Time               // the test environment's clock
+	absentUntil  time.Time                      // the agent does not poll before then
+	downOn       string                         // the agent goes away for downFor at this host call
+	downFor      time.Duration
+	artifactDown map[string]time.Time // name@version: the artifact server answers 503 until then
+	started      []string             // every activity attempt started, by name
+	timers       int                  // timers scheduled
+	kubeDown     time.Time            // no machine operator polls the cluster's queue before then
+	statusDown   bool                 // the API server refuses status writes
 }
 
 func newWorld(pkgs ...hostapi.PackageSpec) *fakeWorld {
 	return &fakeWorld{
-		desired:   kube.MachineDesired{Found: true, Generation: 1, Host: "h1", DriftInterval: 5 * time.Minute, Packages: pkgs},
-		installed: map[string]hostapi.InstalledPackage{},
-		failWith:  map[string]error{},
-		repairs:   map[string][]string{},
-		unhealthy: map[string]string{},
-		node:      true,
+		desired:      kube.MachineDesired{Found: true, Generation: 1, Host: "h1", DriftInterval: 5 * time.Minute, Packages: pkgs},
+		installed:    map[string]hostapi.InstalledPackage{},
+		failWith:     map[string]error{},
+		repairs:      map[string][]string{},
+		unhealthy:    map[string]string{},
+		node:         true,
+		applied:      map[string]hostapi.PackageSpec{},
+		artifactDown: map[string]time.Time{},
 	}
 }
 
@@ -64,18 +80,30 @@ func (w *fakeWorld) lastReport() kube.MachineReport {
 	return w.reports[len(w.reports)-1]
 }
 
+// activities are the fakes under their wire names (the replay recorder registers them on a real
+// worker too).
+func (w *fakeWorld) activities() map[string]any {
+	return map[string]any{
+		"ReadMachine": w.ReadMachine, "ReportMachineStatus": w.ReportMachineStatus, "RecordMachineEvent": w.RecordMachineEvent,
+		"SetNodeSchedulable": w.SetNodeSchedulable, "ReleaseMachine": w.ReleaseMachine,
+		hostapi.ActivityFacts: w.Facts, hostapi.ActivityEnsurePackage: w.EnsurePackage, hostapi.ActivityRemovePackage: w.RemovePackage,
+		hostapi.ActivityCheckHealth: w.CheckHealth, hostapi.ActivityInspectHost: w.InspectHost,
+	}
+}
+
+// mock registers the fakes by name and counts what the workflow schedules.
 func (w *fakeWorld) mock(env *testsuite.TestWorkflowEnvironment) {
-	env.RegisterActivity(&kube.Activities{})
-	env.RegisterActivity(&host.Activities{})
-	env.OnActivity(kubeActs.ReadMachine, mock.Anything, mock.Anything).Return(w.ReadMachine)
-	env.OnActivity(kubeActs.ReportMachineStatus, mock.Anything, mock.Anything).Return(w.ReportMachineStatus)
-	env.OnActivity(kubeActs.RecordMachineEvent, mock.Anything, mock.Anything).Return(w.RecordMachineEvent)
-	env.OnActivity(kubeActs.SetNodeSchedulable, mock.Anything, mock.Anything).Return(w.SetNodeSchedulable)
-	env.OnActivity(kubeActs.ReleaseMachine, mock.Anything, mock.Anything).Return(w.ReleaseMachine)
-	env.OnActivity(hostActs.Facts, mock.Anything).Return(w.Facts)
-	env.OnActivity(hostActs.EnsurePackage, mock.Anything, mock.Anything).Return(w.EnsurePackage)
-	env.OnActivity(hostActs.RemovePackage, mock.Anything, mock.Anything).Return(w.RemovePackage)
-	env.OnActivity(hostActs.CheckHealth, mock.Anything, mock.Anything).Return(w.CheckHealth)
+	acts := w.activities()
+	for _, name := range sortedKeys(acts) {
+		env.RegisterActivityWithOptions(acts[name], activity.RegisterOptions{Name: name})
+	}
+	w.now = env.Now
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		w.update(func(w *fakeWorld) { w.started = append(w.started, info.ActivityType.Name) })
+	})
+	env.SetOnTimerScheduledListener(func(string, time.Duration) {
+		w.update(func(w *fakeWorld) { w.timers++ })
+	})
 }
 
 // The fake activities, with the real ones' names and signatures (the replay recorder registers
@@ -84,10 +112,19 @@ func (w *fakeWorld) mock(env *testsuite.TestWorkflowEnvironment) {
 func (w *fakeWorld) ReadMachine(context.Context, kube.ReadMachineParams) (kube.MachineDesired, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.now != nil && w.now().Before(w.kubeDown) {
+		return kube.MachineDesired{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+	}
 	return w.desired, nil
 }
 
 func (w *fakeWorld) ReportMachineStatus(_ context.Context, r kube.MachineReport) error {
+	w.mu.Lock()
+	down := w.statusDown
+	w.mu.Unlock()
+	if down {
+		return errors.New("the server is currently unable to handle the request")
+	}
 	w.update(func(w *fakeWorld) { w.reports = append(w.reports, r) })
 	return nil
 }
@@ -118,6 +155,9 @@ func (w *fakeWorld) ReleaseMachine(_ context.Context, p kube.ReleaseMachineParam
 func (w *fakeWorld) Facts(context.Context) (hostapi.FactsResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.absent("facts"); err != nil {
+		return hostapi.FactsResult{}, err
+	}
 	res := hostapi.FactsResult{Host: "h1", OS: "kokos"}
 	for _, name := range sortedKeys(w.installed) {
 		res.Installed = append(res.Installed, w.installed[name])
@@ -129,10 +169,17 @@ func (w *fakeWorld) EnsurePackage(_ context.Context, p hostapi.EnsurePackagePara
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := p.Spec
+	if err := w.absent("ensure " + s.Name + " " + s.Version); err != nil {
+		return hostapi.EnsurePackageResult{}, err
+	}
 	w.calls = append(w.calls, "ensure "+s.Name+" "+s.Version)
 	if err := w.failWith[s.Name+"@"+s.Version]; err != nil {
 		return hostapi.EnsurePackageResult{}, err
 	}
+	if until, ok := w.artifactDown[s.Name+"@"+s.Version]; ok && w.now().Before(until) {
+		return hostapi.EnsurePackageResult{}, temporal.NewApplicationError("GET "+s.Name+": 503 Service Unavailable", errTypeArtifactUnavailable)
+	}
+	w.applied[s.Name] = s
 	prev, had := w.installed[s.Name]
 	w.installed[s.Name] = hostapi.InstalledPackage{Name: s.Name, Version: s.Version, DependsOn: s.DependsOn, ServiceRunning: true}
 	switch {
@@ -151,19 +198,72 @@ func (w *fakeWorld) EnsurePackage(_ context.Context, p hostapi.EnsurePackagePara
 func (w *fakeWorld) RemovePackage(_ context.Context, p hostapi.RemovePackageParams) (hostapi.RemovePackageResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.absent("remove " + p.Name); err != nil {
+		return hostapi.RemovePackageResult{}, err
+	}
 	w.calls = append(w.calls, "remove "+p.Name)
 	prev, had := w.installed[p.Name]
 	delete(w.installed, p.Name)
+	delete(w.applied, p.Name)
 	return hostapi.RemovePackageResult{Changed: had, Version: prev.Version}, nil
 }
 
 func (w *fakeWorld) CheckHealth(_ context.Context, p hostapi.CheckHealthParams) (hostapi.CheckHealthResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err := w.absent("check " + p.Name); err != nil {
+		return hostapi.CheckHealthResult{}, err
+	}
 	if msg, bad := w.unhealthy[p.Name]; bad {
 		return hostapi.CheckHealthResult{Healthy: false, Message: msg}, nil
 	}
 	return hostapi.CheckHealthResult{Healthy: true}, nil
+}
+
+// InspectHost answers as an agent with a local loop would: the digest of what it applied, the
+// repairs since the workflow last looked, the unhealthy packages.
+func (w *fakeWorld) InspectHost(_ context.Context, p hostapi.InspectHostParams) (hostapi.InspectHostResult, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.oldAgent { // what an agent of an older release answers, as the SDK spells it
+		return hostapi.InspectHostResult{}, temporal.NewApplicationError("unable to find activityType=InspectHost", errTypeNotRegistered)
+	}
+	if err := w.absent("inspect"); err != nil {
+		return hostapi.InspectHostResult{}, err
+	}
+	specs := make([]hostapi.PackageSpec, 0, len(w.applied))
+	for _, name := range sortedKeys(w.applied) {
+		specs = append(specs, w.applied[name])
+	}
+	res := hostapi.InspectHostResult{Digest: hostapi.DesiredDigest(specs), BootID: "boot-1", RepairSeq: p.RepairsSince}
+	for _, name := range sortedKeys(w.installed) {
+		res.Installed = append(res.Installed, w.installed[name])
+	}
+	for _, r := range w.localRepairs {
+		if r.Seq > p.RepairsSince {
+			res.Repairs = append(res.Repairs, r)
+			res.RepairSeq = r.Seq
+		}
+	}
+	for _, name := range sortedKeys(w.unhealthy) {
+		res.Unhealthy = append(res.Unhealthy, hostapi.PackageHealth{Name: name, Version: w.installed[name].Version, Message: w.unhealthy[name]})
+	}
+	return res, nil
+}
+
+// absent is the ScheduleToStart timeout a host task gets while the agent is away; call is the
+// host call about to run (downOn sends the agent away at it).
+func (w *fakeWorld) absent(call string) error {
+	if w.now == nil {
+		return nil
+	}
+	if w.downOn != "" && call == w.downOn {
+		w.downOn, w.absentUntil = "", w.now().Add(w.downFor)
+	}
+	if w.now().Before(w.absentUntil) {
+		return temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+	}
+	return nil
 }
 
 func (w *fakeWorld) hostCalls() []string {
@@ -329,23 +429,42 @@ func TestWaitsForNodeRegistration(t *testing.T) {
 	require.True(t, w.lastReport().Schedulable)
 }
 
-func TestDriftRepairIsRecordedAsEvent(t *testing.T) {
-	w := newWorld(pkg("runtime", "1"))
+// (g) The agent's local repairs become one Event per batch; a host that differs from the spec
+// (a package gone behind the workflow's back) runs the install path.
+func TestLocalRepairsAreOneEventAndADifferentDigestReinstalls(t *testing.T) {
+	w := newWorld(pkg("runtime", "1"), pkg("kubelet", "v1", "runtime"))
 	env := newEnv()
 	w.mock(env)
-	// After the install, the service is found stopped at the next drift check (5m later).
 	env.RegisterDelayedCallback(func() {
-		w.update(func(w *fakeWorld) { w.repairs["runtime"] = []string{"restarted stopped service runtime"} })
+		w.update(func(w *fakeWorld) {
+			w.localRepairs = []hostapi.LocalRepair{
+				{Seq: 7, Package: "runtime", Version: "1", What: "restarted stopped service runtime"},
+				{Seq: 8, Package: "kubelet", Version: "v1", What: "rewrote /etc/kok/kubelet.conf (content differed)"},
+			}
+		})
 	}, time.Minute)
+	var callsBefore int
+	env.RegisterDelayedCallback(func() {
+		callsBefore = len(w.hostCalls())
+		w.update(func(w *fakeWorld) { // someone removed kubelet by hand; the agent forgot its spec
+			delete(w.installed, "kubelet")
+			delete(w.applied, "kubelet")
+		})
+	}, 20*time.Minute)
 	env.RegisterDelayedCallback(func() {
 		w.update(func(w *fakeWorld) { w.desired.Found = false })
 		env.SignalWorkflow(SignalReconcile, nil)
-	}, 7*time.Minute)
+	}, 40*time.Minute)
 	env.ExecuteWorkflow(Workflow, Params{Cluster: "c1", Machine: "n1"})
 	require.NoError(t, env.GetWorkflowError())
-	require.Len(t, w.events, 1)
+
+	require.Len(t, w.events, 1, "one Event for the batch, and not again at the next look")
 	require.Equal(t, kokv1.ReasonDriftCorrected, w.events[0].Reason)
-	require.Equal(t, "runtime 1: restarted stopped service runtime", w.events[0].Message)
+	require.Equal(t, "runtime 1: restarted stopped service runtime; kubelet v1: rewrote /etc/kok/kubelet.conf (content differed)", w.events[0].Message)
+	after := w.hostCalls()[callsBefore:]
+	require.Contains(t, after, "ensure kubelet v1", "a different digest runs the install path")
+	require.Equal(t, "v1", w.installed["kubelet"].Version)
+	require.Equal(t, string(kokv1.MachineReady), w.lastReport().Phase)
 }
 
 func TestDeleteRemovesPackagesDependentsFirstAndReleases(t *testing.T) {
@@ -413,4 +532,10 @@ func count(ss []string, s string) int {
 		}
 	}
 	return n
+}
+
+func (w *fakeWorld) countStarted(name string) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return count(w.started, name)
 }

@@ -29,7 +29,8 @@ Start here:
   kok dev status               check every part of it
   kok get clusters             business clusters; kok describe cluster NAME for the detail
   kok cluster upgrade NAME --to VERSION, kok cluster rollback NAME
-  kok get machines             nodes (with --kubeconfig of the business cluster)`,
+  kok get machines             nodes (with --kubeconfig of the business cluster)
+  kok machine retry NAME       retry the packages a Machine gave up on, without a spec edit`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -38,6 +39,7 @@ Start here:
 		get.NewCommand(machines.NewGetCommand, clusters.NewGetCommand),
 		describe.NewCommand(machines.NewDescribeCommand, clusters.NewDescribeCommand),
 		clusters.NewClusterCommand(),
+		machines.NewMachineCommand(),
 		clusters.NewKubeconfigCommand(),
 		codecserver.NewCommand(),
 		codecserver.NewKeyCommand(),

@@ -15,11 +15,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/cmd/kok/app/describe"
 	"kok.dev/cmd/kok/app/get"
+	"kok.dev/cmd/kok/app/kubeflags"
 	"kok.dev/cmd/kok/app/machines"
 	"kok.dev/tests/harness"
 )
@@ -138,6 +140,23 @@ func TestCommandsAgainstTheAPIServer(t *testing.T) {
 	}
 
 	_, _, err = run(describeCmd(), "machine", "w9")
+	require.ErrorContains(t, err, `machine "w9" not found on `)
+
+	// kok machine retry sets the retry annotation to the time, and says so.
+	retryCmd := func() *cobra.Command {
+		kube := &kubeflags.Flags{}
+		cmd := machines.NewRetryCommand(kube, func() time.Time { return time.Date(2026, 12, 2, 23, 0, 0, 0, time.UTC) })
+		kube.AddFlags(cmd.Flags())
+		return cmd
+	}
+	out, _, err = run(retryCmd(), "w1")
+	require.NoError(t, err)
+	require.Equal(t, "machine/w1 annotated kok.dev/retry=2026-12-02T23:00:00Z: its workflow retries the packages it remembers as failed (kok describe machine w1)\n", out)
+	var annotated kokv1.Machine
+	require.NoError(t, c.Get(ctx, client.ObjectKey{Name: "w1"}, &annotated))
+	require.Equal(t, "2026-12-02T23:00:00Z", annotated.Annotations[kokv1.AnnotationRetry])
+	require.Equal(t, "gpu", annotated.Labels["pool"], "the merge patch keeps everything else")
+	_, _, err = run(retryCmd(), "w9")
 	require.ErrorContains(t, err, `machine "w9" not found on `)
 
 	// A cluster without kok's CRDs gets told to install them.
