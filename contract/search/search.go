@@ -1,8 +1,15 @@
 package search
 
 import (
+	"context"
 	"fmt"
 	"strings"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"go.temporal.io/api/operatorservice/v1"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
@@ -42,4 +49,47 @@ func RunningQuery(cluster, kind string) string {
 // matters for input that is already wrong; it must not become part of the query syntax.
 func quote(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// EnsureDefined defines kok's search attributes in namespace where they are missing (run again,
+// it changes nothing), then waits until the frontend accepts a query by them: a server learns of
+// a new definition when it next refreshes its namespace cache (up to about 10 s), and refuses a
+// workflow start carrying it until then. Installations do this once with the Temporal CLI
+// (docs/operations.md); the embedded dev server and the test servers call it on start.
+func EnsureDefined(ctx context.Context, c client.Client, namespace string) error {
+	op := c.OperatorService()
+	have, err := op.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for name, typ := range Definitions() {
+		got, ok := have.GetCustomAttributes()[name]
+		switch {
+		case !ok:
+			missing[name] = typ
+		case got != typ:
+			return fmt.Errorf("namespace %s defines search attribute %s as %s, kok needs %s", namespace, name, got, typ)
+		}
+	}
+	if len(missing) > 0 {
+		if _, err := op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: missing}); err != nil {
+			return fmt.Errorf("add search attributes %v to namespace %s: %w", missing, namespace, err)
+		}
+	}
+	probe := &workflowservice.ListWorkflowExecutionsRequest{Namespace: namespace, PageSize: 1, Query: RunningQuery("-", "-")}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := c.WorkflowService().ListWorkflowExecutions(ctx, probe)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("namespace %s does not accept queries by %s and %s yet: %w (last error: %w)",
+				namespace, kokv1.SearchAttributeCluster, kokv1.SearchAttributeKind, ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
 }
