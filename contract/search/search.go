@@ -25,6 +25,10 @@ var (
 	Kind = temporal.NewSearchAttributeKeyKeyword(kokv1.SearchAttributeKind)
 )
 
+// KindMachine is the KokKind of Machine workflows (their workflow type name): the Cluster
+// workflows find a deleted cluster's Machine workflows by it without importing them.
+const KindMachine = "Machine"
+
 // Definitions are the search attributes a Temporal namespace must define before kok starts
 // workflows in it (a start carrying an undefined attribute is refused).
 func Definitions() map[string]enumspb.IndexedValueType {

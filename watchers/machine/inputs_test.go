@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/contract/search"
+	machinewf "kok.dev/workflows/machine"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -142,5 +145,13 @@ func TestConditionMapUpdateMatters(t *testing.T) {
 				t.Errorf("ConditionMapUpdateMatters = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// The Cluster workflows find Machine workflows by search.KindMachine; the watcher starts them
+// with their type name as KokKind.
+func TestKindMachineIsTheWorkflowType(t *testing.T) {
+	if search.KindMachine != machinewf.WorkflowName {
+		t.Fatalf("search.KindMachine = %q, the Machine workflow type is %q", search.KindMachine, machinewf.WorkflowName)
 	}
 }
