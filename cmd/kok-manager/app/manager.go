@@ -122,8 +122,8 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElectionID:              "kok-manager",
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cacheOptions(),
-		Client:                        ctrlclient.Options{Cache: &ctrlclient.CacheOptions{DisableFor: uncached()}},
+		Cache:                         CacheOptions(),
+		Client:                        ClientOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)

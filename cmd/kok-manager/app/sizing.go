@@ -50,11 +50,11 @@ func (s Sizing) activityWorker() worker.Options {
 	}
 }
 
-// cacheOptions keep the manager's informers to what kok reads: ConfigMaps only in kok-system
+// CacheOptions keep the manager's informers to what kok reads: ConfigMaps only in kok-system
 // carrying the kok.dev/node label (the Condition ConfigMaps; a cluster-wide ConfigMap cache holds
 // every application's config), and no object's managedFields (often half an object's size). Nodes
 // are watched as metadata only (the Machine watcher's OnlyMetadata watch).
-func cacheOptions() cache.Options {
+func CacheOptions() cache.Options {
 	hasNode, err := labels.NewRequirement(kokv1.LabelNode, selection.Exists, nil)
 	if err != nil {
 		panic(fmt.Sprintf("label requirement %s: %v", kokv1.LabelNode, err))
@@ -70,9 +70,9 @@ func cacheOptions() cache.Options {
 	}
 }
 
-// uncached are the kinds the manager's client reads from the API server: a typed read of a Node
+// ClientOptions send the manager client's reads of some kinds to the API server: a typed read of a Node
 // (activities/kube's SetNodeSchedulable) through the cache would start a second, full-object Node
 // informer beside the watcher's metadata-only one, holding every Node's status and images.
-func uncached() []ctrlclient.Object {
-	return []ctrlclient.Object{&corev1.Node{}}
+func ClientOptions() ctrlclient.Options {
+	return ctrlclient.Options{Cache: &ctrlclient.CacheOptions{DisableFor: []ctrlclient.Object{&corev1.Node{}}}}
 }
