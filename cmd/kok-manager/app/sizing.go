@@ -23,9 +23,12 @@ func (s Sizing) validate() error {
 			return fmt.Errorf("%s is %d, want at least 1", name, v)
 		}
 	}
-	// The SDK needs two workflow pollers (one for the sticky queue, one for the normal one).
+	// With one of either, a worker would only ever poll its sticky queue (the SDK refuses 1).
 	if s.WorkflowTaskPollers < 2 {
 		return fmt.Errorf("--workflow-task-pollers is %d, want at least 2 (a sticky and a normal poller)", s.WorkflowTaskPollers)
+	}
+	if s.MaxConcurrentWorkflowTasks < 2 {
+		return fmt.Errorf("--max-concurrent-workflow-tasks is %d, want at least 2 (a sticky and a normal task)", s.MaxConcurrentWorkflowTasks)
 	}
 	return nil
 }
