@@ -1,4 +1,4 @@
-// Command kok-manager runs kok's watchers and its Temporal worker on the kok-control queue.
+// Command kok-manager runs kok's watchers and its Temporal workers on the control queues.
 package main
 
 import (
@@ -20,7 +20,8 @@ func main() {
 		Short: "Run kok's watchers and workflow worker",
 		Long: `kok-manager watches kok's custom resources (Cluster, Machine, NodeRollout, ...) and turns
 every change into a Temporal workflow start or signal, copying workflow progress back into status.
-It also runs the Temporal worker of queue kok-control, which executes those workflows.
+It also runs the Temporal workers of the control queues (kok-control-0 ... kok-control-15 and
+the legacy kok-control), which execute those workflows.
 
 Run several replicas for availability: one leader runs the watchers, every replica runs the worker.
 

@@ -1,9 +1,13 @@
 package harness
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"kok.dev/contract/search"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/server/temporaltest"
@@ -158,4 +162,11 @@ func (e *Env) startTemporal() {
 	}
 	e.TemporalAddress = e.Temporal.GetFrontendHostPort()
 	e.TemporalNamespace = e.Temporal.GetDefaultNamespace()
+	// kok starts every workflow with its KokCluster and KokKind search attributes, which the
+	// server refuses unless the namespace defines them.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := search.EnsureDefined(ctx, e.TemporalClient, e.TemporalNamespace); err != nil {
+		e.t.Fatalf("harness: %v", err)
+	}
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,10 +17,12 @@ import (
 // and checks each polls its task queue: the plumbing every later suite stands on.
 func TestManagerAndAgentsServeTheirQueues(t *testing.T) {
 	env := harness.Start(t, harness.Options{Manager: true, Agents: []string{"w1", "w2"}})
-	queues := []string{queue.ControlTaskQueue, queue.ClusterTaskQueue("local"), queue.HostTaskQueue("w1"), queue.HostTaskQueue("w2")}
+	// Workflows: every control shard and the legacy kok-control; activities: the rest.
+	workflowQueues := queue.ControlQueues()
+	queues := append(slices.Clone(workflowQueues), queue.ClusterTaskQueue("local"), queue.HostTaskQueue("w1"), queue.HostTaskQueue("w2"))
 	for _, q := range queues {
 		kind := enumspb.TASK_QUEUE_TYPE_ACTIVITY
-		if q == queue.ControlTaskQueue {
+		if slices.Contains(workflowQueues, q) {
 			kind = enumspb.TASK_QUEUE_TYPE_WORKFLOW
 		}
 		harness.Eventually(t, time.Minute, func(ctx context.Context) error {

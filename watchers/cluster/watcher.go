@@ -2,18 +2,15 @@ package cluster
 
 import (
 	"context"
-	"fmt"
 
 	sdkclient "go.temporal.io/sdk/client"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/watchers/entity"
@@ -22,6 +19,10 @@ import (
 
 // packageIndex indexes Clusters by the ClusterPackageVersion they name.
 const packageIndex = "kok.dev/clusterPackageVersion"
+
+// DefaultMaxConcurrentReconciles: 3,000 Clusters signalled at 5–20 ms each take under 10 s
+// with 8 reconcilers.
+const DefaultMaxConcurrentReconciles = 8
 
 // Reconciler turns Cluster changes into workflow signals.
 type Reconciler struct {
@@ -33,34 +34,31 @@ type Reconciler struct {
 	// WebUI is the Temporal Web UI's base URL, for links in status; empty leaves links out.
 	WebUI     string
 	Namespace string
+	// MaxConcurrentReconciles is how many Clusters are reconciled at once;
+	// DefaultMaxConcurrentReconciles when 0.
+	MaxConcurrentReconciles int
 }
 
-// SetupWithManager registers the watcher and what wakes it.
+// SetupWithManager registers the watcher and what wakes it: a spec edit, deletion, a new value of
+// the resolve annotation, or a change of the ClusterPackageVersion it names. The workflow's
+// status writes wake nothing.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kokv1.Cluster{}, packageIndex, func(o client.Object) []string {
+	byPackageVersion, err := entity.ReferenceIndex(context.Background(), mgr, &kokv1.Cluster{}, &kokv1.ClusterList{}, packageIndex, func(o client.Object) []string {
 		return []string{o.(*kokv1.Cluster).Spec.PackageVersion}
-	}); err != nil {
-		return fmt.Errorf("index clusters by package version: %w", err)
+	})
+	if err != nil {
+		return err
 	}
-	deleting := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return e.ObjectNew.GetDeletionTimestamp() != nil }}
+	workers := r.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = DefaultMaxConcurrentReconciles
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("cluster").
-		For(&kokv1.Cluster{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, deleting))).
-		Watches(&kokv1.ClusterPackageVersion{}, handler.EnqueueRequestsFromMapFunc(r.byPackageVersion)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		For(&kokv1.Cluster{}, builder.WithPredicates(entity.EntityChanged(kokv1.AnnotationResolve))).
+		Watches(&kokv1.ClusterPackageVersion{}, handler.EnqueueRequestsFromMapFunc(byPackageVersion), builder.WithPredicates(packageVersionChanged())).
 		Complete(r)
-}
-
-func (r *Reconciler) byPackageVersion(ctx context.Context, o client.Object) []reconcile.Request {
-	var list kokv1.ClusterList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{packageIndex: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "list clusters naming a package version", "packageVersion", o.GetName())
-		return nil
-	}
-	out := make([]reconcile.Request, 0, len(list.Items))
-	for _, c := range list.Items {
-		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Name: c.Name}})
-	}
-	return out
 }
 
 // Reconcile ensures the finalizer, signals the Cluster's workflow (starting it if needed) and
@@ -75,17 +73,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	ref, err := entity.Signal(ctx, r.Temporal, entity.Workflow{
 		ID: clusterwf.WorkflowID(c.Name), Type: clusterwf.WorkflowName, Signal: clusterwf.SignalReconcile,
-		Params: clusterwf.Params{Cluster: c.Name, MetaCluster: r.MetaCluster},
+		Params:  clusterwf.Params{Cluster: c.Name, MetaCluster: r.MetaCluster},
+		Cluster: c.Name,
 	}, r.WebUI, r.Namespace)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if c.Status.Workflow == nil || *c.Status.Workflow != *ref {
-		patch := client.MergeFrom(c.DeepCopy())
-		c.Status.Workflow = ref
-		if err := r.Client.Status().Patch(ctx, &c, patch); err != nil && !apierrors.IsNotFound(err) {
-			return ctrl.Result{}, fmt.Errorf("record workflow in status: %w", err)
-		}
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, entity.RecordWorkflow(ctx, r.Client, &c, &c.Status.Workflow, ref)
+}
+
+// packageVersionChanged wakes the Clusters naming a package version when it appears, goes, or its
+// spec or phase changes (the workflow refuses an Invalid one): not on other status writes.
+func packageVersionChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*kokv1.ClusterPackageVersion)
+		n, ok2 := e.ObjectNew.(*kokv1.ClusterPackageVersion)
+		return !ok1 || !ok2 || o.Generation != n.Generation || o.Status.Phase != n.Status.Phase
+	}}
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"kok.dev/activities/temporalops"
+
 	"kok.dev/contract/hostapi"
 
 	"github.com/stretchr/testify/mock"
@@ -341,6 +343,8 @@ func (w *world) env() *testsuite.TestWorkflowEnvironment {
 	env.RegisterActivity(&controlplane.Activities{})
 	env.RegisterActivity(&pkiacts.Activities{})
 	env.RegisterActivity(&host.Activities{})
+	env.RegisterActivity(&temporalops.Activities{})
+	env.OnActivity(opsActs.TerminateClusterWorkflows, mock.Anything, mock.Anything).Return(temporalops.TerminateClusterWorkflowsResult{}, nil)
 	env.OnActivity(cpActs.ReadCluster, mock.Anything, mock.Anything).Return(w.ReadCluster)
 	env.OnActivity(cpActs.ReportClusterStatus, mock.Anything, mock.Anything).Return(w.ReportClusterStatus)
 	env.OnActivity(cpActs.RecordClusterEvent, mock.Anything, mock.Anything).Return(w.RecordClusterEvent)

@@ -40,6 +40,25 @@ type Options struct {
 	WebUI                   string
 	Temporal                tclient.Options
 	Zap                     zap.Options
+	Sizing                  Sizing
+}
+
+// Sizing is how much one kok-manager replica takes on; see
+// docs/design/2026-12-02-workers-and-watchers.md for the rule behind each default.
+type Sizing struct {
+	// WorkflowCacheSize is the process-wide sticky workflow cache, in workflows. Keep it at least
+	// the number of workflows resident on this replica, or every workflow task replays history.
+	WorkflowCacheSize int
+	// WorkflowTaskPollers and ActivityTaskPollers are the most pollers per task queue; the SDK
+	// scales between 1 and this by how busy the queue is.
+	WorkflowTaskPollers int
+	ActivityTaskPollers int
+	// MaxConcurrentWorkflowTasks is how many workflow tasks run at once per control queue.
+	MaxConcurrentWorkflowTasks int
+	// MaxConcurrentActivities is how many activities run at once on the cluster queue.
+	MaxConcurrentActivities int
+	// MaxConcurrentReconciles is how many objects each watcher reconciles at once.
+	MaxConcurrentReconciles int
 }
 
 // AddFlags registers the flags on fs, plus --kubeconfig and the log flags from the Go flag set.
@@ -49,8 +68,14 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.LeaderElect, "leader-elect", true, "Elect one leader among replicas to run the watchers (workers run on every replica).")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "kok-system", "Namespace of the leader-election Lease.")
 	fs.StringVar(&o.ClusterName, "cluster-name", "local", "Name of the cluster this manager's kubeconfig points at. It serves that cluster's Machines and the control activities of task queue kok-cluster-<name>; it is part of every workflow ID.")
-	fs.BoolVar(&o.ServeClusters, "serve-clusters", true, "Serve the Cluster objects of this API server (a meta cluster): watch them, run their activities, and run every workflow (queue kok-control). A business cluster's machine operator runs with false: it serves only its cluster's Machines and API calls.")
+	fs.BoolVar(&o.ServeClusters, "serve-clusters", true, "Serve the Cluster objects of this API server (a meta cluster): watch them, run their activities, and run every workflow (queues kok-control-0..15 and the legacy kok-control). A business cluster's machine operator runs with false: it serves only its cluster's Machines and API calls.")
 	fs.StringVar(&o.WebUI, "temporal-ui-url", "http://127.0.0.1:8233", "Base URL of the Temporal Web UI, for the workflow links written into status; empty leaves them out.")
+	fs.IntVar(&o.Sizing.WorkflowCacheSize, "workflow-cache-size", 10000, "Sticky workflow cache of this replica, in workflows (process-wide). Keep it at least the workflows resident on the replica (about 30-100 KB each); see docs/design/2026-12-02-workers-and-watchers.md.")
+	fs.IntVar(&o.Sizing.WorkflowTaskPollers, "workflow-task-pollers", 8, "Most workflow-task pollers per control queue (the SDK scales between 1 and this).")
+	fs.IntVar(&o.Sizing.ActivityTaskPollers, "activity-task-pollers", 16, "Most activity-task pollers on this cluster's queue kok-cluster-<name> (the SDK scales between 1 and this).")
+	fs.IntVar(&o.Sizing.MaxConcurrentWorkflowTasks, "max-concurrent-workflow-tasks", 64, "Workflow tasks run at once per control queue.")
+	fs.IntVar(&o.Sizing.MaxConcurrentActivities, "max-concurrent-activities", 500, "Activities run at once on queue kok-cluster-<name>.")
+	fs.IntVar(&o.Sizing.MaxConcurrentReconciles, "max-concurrent-reconciles", 8, "Objects each watcher (Machine, Cluster) reconciles at once.")
 	o.Temporal.AddFlags(fs)
 	gofs := flag.NewFlagSet("", flag.ContinueOnError)
 	o.Zap.BindFlags(gofs)
@@ -97,6 +122,8 @@ func Run(ctx context.Context, o Options) error {
 		LeaderElectionID:              "kok-manager",
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		Cache:                         CacheOptions(),
+		Client:                        ClientOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -108,21 +135,29 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer tc.Close()
 
-	// Workflows run on the shared control queue; this cluster's API calls on its own queue, the
-	// only one whose worker holds this cluster's credentials. Only the meta cluster's managers
-	// run workflows: a machine operator is the binary of the release its cluster was created
-	// with, and workers of one queue must all run the same workflow code, or a task replayed
-	// by an older one fails as non-deterministic.
+	// Workflows run on the control shards (and the legacy kok-control, where runs started by
+	// earlier releases live on); this cluster's API calls on its own queue, the only one whose
+	// worker holds this cluster's credentials. Only the meta cluster's managers run workflows: a
+	// machine operator is the binary of the release its cluster was created with, and workers of
+	// one queue must all run the same workflow code, or a task replayed by an older one fails as
+	// non-deterministic.
+	if err := o.Sizing.validate(); err != nil {
+		return err
+	}
+	// Process-wide, and read when the first worker starts.
+	worker.SetStickyWorkflowCacheSize(o.Sizing.WorkflowCacheSize)
 	queues := []string{queue.ClusterTaskQueue(o.ClusterName)}
-	cluster := worker.New(tc, queue.ClusterTaskQueue(o.ClusterName), worker.Options{})
+	cluster := worker.New(tc, queue.ClusterTaskQueue(o.ClusterName), o.Sizing.activityWorker())
 	runners := []worker.Worker{cluster}
 	if o.ServeClusters {
-		control := worker.New(tc, queue.ControlTaskQueue, worker.Options{})
-		controlworker.RegisterWorkflows(control)
-		runners = append(runners, control)
-		queues = append(queues, queue.ControlTaskQueue)
+		for _, q := range queue.ControlQueues() {
+			control := worker.New(tc, q, o.Sizing.workflowWorker())
+			controlworker.RegisterWorkflows(control)
+			runners = append(runners, control)
+			queues = append(queues, q)
+		}
 	}
-	deps := controlworker.Deps{Kube: mgr.GetClient()}
+	deps := controlworker.Deps{Kube: mgr.GetClient(), Temporal: tc}
 	if o.ServeClusters {
 		if deps.Direct, err = ctrlclient.New(cfg, ctrlclient.Options{Scheme: scheme}); err != nil {
 			return fmt.Errorf("direct client: %w", err)
@@ -141,6 +176,7 @@ func Run(ctx context.Context, o Options) error {
 
 	if err := (&machinewatcher.Reconciler{
 		Client: mgr.GetClient(), Temporal: tc, Cluster: o.ClusterName, WebUI: o.WebUI, Namespace: o.Temporal.Namespace,
+		MaxConcurrentReconciles: o.Sizing.MaxConcurrentReconciles,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up machine watcher: %w", err)
 	}
@@ -148,6 +184,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.ServeClusters {
 		if err := (&clusterwatcher.Reconciler{
 			Client: mgr.GetClient(), Temporal: tc, MetaCluster: o.ClusterName, WebUI: o.WebUI, Namespace: o.Temporal.Namespace,
+			MaxConcurrentReconciles: o.Sizing.MaxConcurrentReconciles,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("set up cluster watcher: %w", err)
 		}
@@ -160,7 +197,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.AddReadyzCheck("temporal", temporalCheck(tc)); err != nil {
 		return err
 	}
-	log.Info("starting kok-manager", "cluster", o.ClusterName, "taskQueues", queues, "temporal", o.Temporal.Address, "namespace", o.Temporal.Namespace)
+	log.Info("starting kok-manager", "cluster", o.ClusterName, "taskQueues", queues, "sizing", o.Sizing, "temporal", o.Temporal.Address, "namespace", o.Temporal.Namespace)
 	return mgr.Start(ctx)
 }
 

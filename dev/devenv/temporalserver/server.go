@@ -32,6 +32,8 @@ import (
 	"go.temporal.io/server/temporal"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"kok.dev/contract/search"
 )
 
 const (
@@ -119,7 +121,26 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := s.waitReady(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.defineSearchAttributes(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// defineSearchAttributes defines kok's KokCluster and KokKind in every namespace: the watchers
+// start every workflow with them, and the server refuses a start carrying undefined ones.
+func (s *Server) defineSearchAttributes(ctx context.Context) error {
+	c, err := client.DialContext(ctx, client.Options{HostPort: s.Address(), Logger: sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))})
+	if err != nil {
+		return fmt.Errorf("dial temporal server: %w", err)
+	}
+	defer c.Close()
+	for _, ns := range s.cfg.Namespaces {
+		if err := search.EnsureDefined(ctx, c, ns); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Address is the frontend's host:port.

@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+
+	"kok.dev/contract/search"
 )
 
 func testConfig(t *testing.T, dir string) Config {
@@ -71,7 +73,10 @@ func TestWorkflowsSurviveRestart(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
 	// No worker polls this queue, so the workflow stays running until the restart.
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "survivor", TaskQueue: "nobody-polls"}, "Nothing")
+	// It carries kok's search attributes, which Start defined.
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: "survivor", TaskQueue: "nobody-polls", TypedSearchAttributes: search.Attributes("c1", "Machine"),
+	}, "Nothing")
 	require.NoError(t, err)
 	c.Close()
 	require.NoError(t, s.Stop())
@@ -92,6 +97,13 @@ func TestWorkflowsSurviveRestart(t *testing.T) {
 	desc, err := c.DescribeWorkflowExecution(ctx, "survivor", run.GetRunID())
 	require.NoError(t, err)
 	require.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.GetWorkflowExecutionInfo().GetStatus())
+
+	// The restart defined the search attributes again (a no-op), and visibility finds the run by them.
+	require.Eventually(t, func() bool {
+		list, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: search.RunningQuery("c1", "Machine")})
+		require.NoError(t, err)
+		return len(list.GetExecutions()) == 1 && list.GetExecutions()[0].GetExecution().GetWorkflowId() == "survivor"
+	}, 30*time.Second, 200*time.Millisecond)
 
 	logs, err := os.ReadFile(cfg.LogFile)
 	require.NoError(t, err)
