@@ -181,12 +181,7 @@ type HealDecision struct {
 // recoveries already made at the times given); past that a human decides, because a master
 // that keeps failing after restarts has a cause a restart will not fix.
 func DecideHeal(now time.Time, recoveries []time.Time, maxRecoveries int, window time.Duration) HealDecision {
-	recent := 0
-	for _, t := range recoveries {
-		if now.Sub(t) < window {
-			recent++
-		}
-	}
+	recent := len(RecoveriesWithin(now, recoveries, window))
 	if recent >= maxRecoveries {
 		return HealDecision{Escalate: true, Reason: fmt.Sprintf("%d automatic recoveries in the last %s (limit %d): waiting for a human to resolve", recent, window, maxRecoveries)}
 	}

@@ -11,6 +11,7 @@ import (
 	pkiacts "kok.dev/activities/pki"
 	hosted "kok.dev/activities/provider/kok"
 	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/contract/hostapi"
 )
 
 // HostedWorkflowName runs one operation of a Cluster with provider kok.
@@ -34,7 +35,7 @@ func HostedWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 	phase := map[Operation]kokv1.ClusterPhase{OpCreate: kokv1.ClusterCreating, OpUpgrade: kokv1.ClusterUpgrading, OpRollback: kokv1.ClusterRollingBack, OpDelete: kokv1.ClusterDeleting}[p.Type]
 	say := func(step, format string, args ...any) error {
 		operation.Step, operation.Message = step, fmt.Sprintf(format, args...)
-		return o.report(ctx, phase, operation, condition("Progressing", true, string(p.Type), "%s: %s", step, operation.Message))
+		return o.report(ctx, phase, operation, condition(kokv1.ConditionProgressing, true, string(p.Type), "%s: %s", step, operation.Message))
 	}
 
 	if p.Type == OpDelete {
@@ -70,7 +71,7 @@ func HostedWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 		}
 		params, err := hosted.PKIParams(p.Cluster, "", int32(v.MasterCount), network)
 		if err != nil {
-			return OpResult{State: s}, temporal.NewNonRetryableApplicationError(err.Error(), "BadSpec", err)
+			return OpResult{State: s}, temporal.NewNonRetryableApplicationError(err.Error(), hostapi.ErrTypeBadSpec, err)
 		}
 		if err := workflow.ExecuteActivity(o.metaCtx(ctx), pkiActs.EnsureClusterPKI, params).Get(ctx, nil); err != nil {
 			return o.result(err)
@@ -181,7 +182,12 @@ func (o *op) hostedPass(ctx workflow.Context, resolved controlplane.ConditionRep
 		if cur, ok := s.Releases[s.Report.Current]; ok {
 			d := DecideOperation(Observed{Created: true, CurrentVersion: cur.KubernetesVersion, TargetVersion: v.Target.KubernetesVersion})
 			if d.Refused != "" {
-				return 0, o.report(ctx, kokv1.ClusterRunning, nil, resolved, condition("Ready", true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", s.Report.Current, d.Refused))
+				skew := condition(kokv1.ConditionReady, true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", s.Report.Current, d.Refused)
+				if o.atRest {
+					// The refusal changes nothing that runs: keep checking its health.
+					return o.hostedHealth(ctx, resolved, &skew)
+				}
+				return 0, o.report(ctx, kokv1.ClusterRunning, nil, resolved, skew)
 			}
 			if d.Op == OpRollback {
 				typ = OpRollback
@@ -195,10 +201,23 @@ func (o *op) hostedPass(ctx workflow.Context, resolved controlplane.ConditionRep
 		if res.RolledBack != "" {
 			s.FailedTarget, s.FailedGeneration = v.Target.Name, v.Generation
 			o.event(ctx, true, kokv1.ReasonRolledBack, "%s", res.RolledBack)
-			return 0, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
-				condition("Ready", true, kokv1.ReasonRolledBack, "%s; running %s again", res.RolledBack, s.Report.Current))
+			wait := time.Duration(0)
+			if o.atRest {
+				// What runs was rolled back to: keep checking its health, as provider process does.
+				wait = v.CheckInterval
+			}
+			return wait, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
+				condition(kokv1.ConditionReady, true, kokv1.ReasonRolledBack, "%s; running %s again", res.RolledBack, s.Report.Current))
 		}
 		return -1, nil
+	}
+	if o.atRest {
+		var ready *controlplane.ConditionReport
+		if s.FailedTarget != "" && s.failedAt(v.TargetName, v.Generation) {
+			c := condition(kokv1.ConditionReady, true, kokv1.ReasonRolledBack, "running %s: the upgrade to %s failed and was rolled back; edit spec.packageVersion to try again", s.Report.Current, s.FailedTarget)
+			ready = &c
+		}
+		return o.hostedHealth(ctx, resolved, ready)
 	}
 	st, err := o.hostedStatus(ctx, s.Report.Current)
 	if err != nil {
@@ -207,11 +226,42 @@ func (o *op) hostedPass(ctx workflow.Context, resolved controlplane.ConditionRep
 	if !st.Ready {
 		// The workloads' controllers heal pods themselves; the status says what is missing.
 		return v.CheckInterval, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
-			condition("Degraded", true, "WorkloadsNotReady", "%s", st.Message),
-			condition("Ready", false, "WorkloadsNotReady", "%s", st.Message))
+			condition(kokv1.ConditionDegraded, true, kokv1.ReasonWorkloadsNotReady, "%s", st.Message),
+			condition(kokv1.ConditionReady, false, kokv1.ReasonWorkloadsNotReady, "%s", st.Message))
 	}
 	return v.CheckInterval, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
-		condition("Ready", true, "Running", "every workload runs %s", s.Report.Current),
-		condition("Degraded", false, "Healthy", "every workload is ready"),
-		condition("Progressing", false, "Idle", "at %s", s.Report.Current))
+		condition(kokv1.ConditionReady, true, kokv1.ReasonRunning, "every workload runs %s", s.Report.Current),
+		condition(kokv1.ConditionDegraded, false, kokv1.ReasonHealthy, "every workload is ready"),
+		condition(kokv1.ConditionProgressing, false, kokv1.ReasonIdle, "at %s", s.Report.Current))
+}
+
+// hostedHealth checks the workloads of provider kok and writes status only when it changed; the
+// workloads' own controllers heal pods, so there is nothing to heal or count here. ready, when
+// given, is the Ready condition of healthy workloads (a refused skew, a rolled-back upgrade).
+func (o *op) hostedHealth(ctx workflow.Context, resolved controlplane.ConditionReport, ready *controlplane.ConditionReport) (time.Duration, error) {
+	s, v := o.s, o.view
+	written := s.Report.Masters
+	st, err := o.hostedStatus(ctx, s.Report.Current)
+	if err != nil {
+		return 0, err
+	}
+	masters := s.Report.Masters
+	s.Report.Masters = written
+	conds := []controlplane.ConditionReport{
+		resolved,
+		condition(kokv1.ConditionDegraded, true, kokv1.ReasonWorkloadsNotReady, "%s", st.Message),
+		condition(kokv1.ConditionReady, false, kokv1.ReasonWorkloadsNotReady, "%s", st.Message),
+	}
+	if st.Ready {
+		r := condition(kokv1.ConditionReady, true, kokv1.ReasonRunning, "every workload runs %s", s.Report.Current)
+		if ready != nil {
+			r = *ready
+		}
+		conds = []controlplane.ConditionReport{
+			resolved, r,
+			condition(kokv1.ConditionDegraded, false, kokv1.ReasonHealthy, "every workload is ready"),
+			condition(kokv1.ConditionProgressing, false, kokv1.ReasonIdle, "at %s", s.Report.Current),
+		}
+	}
+	return v.CheckInterval, o.reportIfChanged(ctx, kokv1.ClusterRunning, masters, conds...)
 }

@@ -57,6 +57,15 @@ type State struct {
 	// Ops counts operations started, to name child workflows uniquely across runs.
 	Ops    int
 	Passes int
+
+	// Health is the masters' verdict the entity last acted on (empty: none yet; an operation
+	// clears it, so the next pass checks afresh). WatchControlPlane returns only when what it
+	// sees differs from it.
+	Health controlplane.CheckResult `json:",omitempty"`
+	// Resolved is the last value of the annotation kok.dev/resolve the entity has seen: each
+	// new value resolves one wait for a human, and a value seen while nothing waited resolves
+	// nothing later.
+	Resolved string `json:",omitempty"`
 }
 
 // components are the control-plane components in start order.
