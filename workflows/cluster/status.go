@@ -2,7 +2,7 @@ package cluster
 
 import (
 	"fmt"
-	"reflect"
+	"slices"
 	"sort"
 	"time"
 
@@ -189,10 +189,17 @@ func WaitingConditions(a Assessment, why, workflowID string) []controlplane.Cond
 	}
 }
 
-// sameReport says whether writing b over a would change the status: the clock aside.
+// sameReport says whether writing b over a would change the status: the clock aside. (Field
+// by field: reflect is not for workflow code.)
 func sameReport(a, b controlplane.ClusterReport) bool {
-	a.Now, b.Now = time.Time{}, time.Time{}
-	return reflect.DeepEqual(a, b)
+	sameOp := a.Operation == b.Operation || (a.Operation != nil && b.Operation != nil && *a.Operation == *b.Operation)
+	return a.Name == b.Name && a.ObservedGeneration == b.ObservedGeneration && a.Phase == b.Phase &&
+		a.Current == b.Current && a.Previous == b.Previous && a.Target == b.Target && a.Endpoint == b.Endpoint &&
+		a.HasKubeconfig == b.HasKubeconfig && a.RecentAutoRecoveries == b.RecentAutoRecoveries && sameOp &&
+		slices.Equal(a.Conditions, b.Conditions) &&
+		slices.EqualFunc(a.Masters, b.Masters, func(x, y controlplane.MasterReport) bool {
+			return x.Host == y.Host && x.Phase == y.Phase && x.Ready == y.Ready && slices.Equal(x.Components, y.Components)
+		})
 }
 
 func checksByHost(r controlplane.CheckResult) map[string]controlplane.MasterCheck {

@@ -523,6 +523,15 @@ func TestHealBudgetEscalatesToWaitingForHumanUntilResolved(t *testing.T) {
 		kokv1.ReasonHealing, kokv1.ReasonHealFailed, kokv1.ReasonRecoveryLimitReached,
 	}, escalated.eventReasons())
 	require.Contains(t, escalated.events[1].Message, "could not recover [m1: not healthy within 20s")
+	healFailed := 0
+	for _, r := range escalated.reports {
+		if c := condOf(r, kokv1.ConditionReady); c.Reason == kokv1.ReasonHealFailed {
+			healFailed++
+			require.Contains(t, c.Message, "etcd failed", "the heal's failure reaches status")
+			require.True(t, condOf(r, kokv1.ConditionDegraded).Status)
+		}
+	}
+	require.Equal(t, 3, healFailed)
 	r := escalated.last()
 	require.Equal(t, string(kokv1.ClusterWaitingForHuman), r.Phase)
 	ready := condOf(r, "Ready")
