@@ -358,7 +358,7 @@ type ClusterStatus struct {
 	// +optional
 	Workflow *WorkflowRef `json:"workflow,omitempty"`
 	// conditions are the latest observations, one per type: Ready, Progressing, Degraded,
-	// PackageVersionResolved, APIServerAvailable.
+	// PackageVersionResolved, APIServerAvailable, Reachable.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
