@@ -199,9 +199,12 @@ func (o *op) watch(ctx workflow.Context, confirm int, extra workflow.ReceiveChan
 		interval = 30 * time.Second
 	}
 	bound := kit.Jitter(maxWatch, WorkflowID(o.cluster), s.Passes)
+	// The heartbeat timeout is how soon a dead manager is noticed (the watch then resumes on
+	// another replica from its heartbeat); the SDK sends at most one heartbeat per 0.8 of it,
+	// so a long one keeps the fleet's heartbeats (billed actions, no history) few.
 	actx := workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
 		TaskQueue: queue.ClusterTaskQueue(o.meta), StartToCloseTimeout: bound + 2*interval + time.Minute,
-		HeartbeatTimeout: 2*interval + time.Minute, RetryPolicy: metaRetry,
+		HeartbeatTimeout: max(2*interval, 5*time.Minute) + time.Minute, RetryPolicy: metaRetry,
 	})
 	f := workflow.ExecuteActivity(actx, cpActs.WatchControlPlane, controlplane.WatchParams{
 		CheckParams: controlplane.CheckParams{Cluster: o.cluster, Masters: s.Masters, Port: s.Ports.APIServer},
