@@ -179,15 +179,19 @@ func (o *op) hostedPass(ctx workflow.Context, resolved controlplane.ConditionRep
 		return -1, nil
 	case s.Report.Current != v.Target.Name && !s.failedAt(v.Target.Name, v.Generation):
 		typ := OpUpgrade
-		if cur, ok := s.Releases[s.Report.Current]; ok {
+		if o.atRest {
+			d := DecideNext(Move{Created: true, Current: s.Report.Current, CurrentKube: kubeVersion(s, s.Report.Current), Target: v.Target.Name, TargetKube: v.Target.KubernetesVersion})
+			if d.Refused != "" {
+				// The refusal changes nothing that runs: keep checking its health.
+				skew := condition(kokv1.ConditionReady, true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", s.Report.Current, d.Refused)
+				return o.hostedHealth(ctx, resolved, &skew)
+			}
+			typ = d.Op
+		} else if cur, ok := s.Releases[s.Report.Current]; ok {
 			d := DecideOperation(Observed{Created: true, CurrentVersion: cur.KubernetesVersion, TargetVersion: v.Target.KubernetesVersion})
 			if d.Refused != "" {
-				skew := condition(kokv1.ConditionReady, true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", s.Report.Current, d.Refused)
-				if o.atRest {
-					// The refusal changes nothing that runs: keep checking its health.
-					return o.hostedHealth(ctx, resolved, &skew)
-				}
-				return 0, o.report(ctx, kokv1.ClusterRunning, nil, resolved, skew)
+				return 0, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
+					condition(kokv1.ConditionReady, true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", s.Report.Current, d.Refused))
 			}
 			if d.Op == OpRollback {
 				typ = OpRollback

@@ -252,3 +252,18 @@ func TestHostedKeepsCheckingHealthAfterRollbackAndRefusedSkew(t *testing.T) {
 		})
 	}
 }
+
+// A run started by the older code (no cluster-at-rest marker in its history) keeps its
+// passes: a check, the agents' facts and a status report every interval, and no watch.
+func TestRunsOfOlderCodeKeepTheirPasses(t *testing.T) {
+	w := newWorld(rel136, "m1")
+	s := w.created(rel136)
+	env := w.env()
+	env.OnGetVersion(ChangeAtRest, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	end := w.run(t, env, s, 10*checkInterval+time.Minute)
+
+	require.Zero(t, end.activities["WatchControlPlane"])
+	require.GreaterOrEqual(t, end.activities["CheckControlPlane"], 10)
+	require.GreaterOrEqual(t, end.activities["Facts"], 10)
+	require.GreaterOrEqual(t, end.activities["ReportClusterStatus"], 10)
+}

@@ -159,6 +159,9 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 
 	case current != v.Target.Name && !s.failedAt(v.Target.Name, v.Generation):
 		d := DecideOperation(obs)
+		if o.atRest {
+			d = DecideNext(Move{Created: true, Current: current, CurrentKube: obs.CurrentVersion, Target: v.Target.Name, TargetKube: v.Target.KubernetesVersion})
+		}
 		if d.Refused != "" {
 			s.Report.Target = ""
 			return o.health(ctx, resolved, condition(kokv1.ConditionReady, true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", current, d.Refused))
