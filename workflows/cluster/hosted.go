@@ -171,7 +171,7 @@ func (o *op) hostedPass(ctx workflow.Context, resolved controlplane.ConditionRep
 	s, v := o.s, o.view
 	switch {
 	case !s.Created:
-		res, err := o.child(ctx, HostedWorkflowName, OpParams{Type: OpCreate})
+		res, err := o.child(ctx, HostedOp, OpParams{Type: OpCreate})
 		if err != nil {
 			return 0, o.failed(ctx, resolved, "Create", err)
 		}
@@ -197,7 +197,7 @@ func (o *op) hostedPass(ctx workflow.Context, resolved controlplane.ConditionRep
 				typ = OpRollback
 			}
 		}
-		res, err := o.child(ctx, HostedWorkflowName, OpParams{Type: typ})
+		res, err := o.child(ctx, HostedOp, OpParams{Type: typ})
 		if err != nil {
 			return 0, o.failed(ctx, resolved, string(typ), err)
 		}

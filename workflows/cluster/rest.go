@@ -94,7 +94,7 @@ func (o *op) healSick(ctx workflow.Context, resolved controlplane.ConditionRepor
 		return -1, nil
 	}
 	o.event(ctx, true, kokv1.ReasonHealing, "masters %v are unhealthy: %s", a.Sick, d.Reason)
-	res, err := o.child(ctx, HealWorkflowName, OpParams{Hosts: a.Sick})
+	res, err := o.child(ctx, HealOp, OpParams{Hosts: a.Sick})
 	if err != nil {
 		return 0, err
 	}

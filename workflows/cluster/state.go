@@ -3,6 +3,8 @@ package cluster
 import (
 	"time"
 
+	"go.temporal.io/sdk/workflow"
+
 	"kok.dev/activities/controlplane"
 	"kok.dev/activities/provider/process"
 )
@@ -18,6 +20,22 @@ const (
 	SignalReconcile     = "reconcile" // the Cluster changed: read it again
 	SignalResolve       = "resolve"   // a human resolved what WaitingForHuman waits for
 	QueryState          = "state"
+)
+
+// Child is one child workflow type: its registered name with its function, so that a child is
+// started under the name it is registered with and with the parameters it takes.
+type Child struct {
+	Name string
+	Func func(workflow.Context, OpParams) (OpResult, error)
+}
+
+// The operations, each a child of the entity. workers/control registers each Func under Name.
+var (
+	CreateOp  = Child{CreateWorkflowName, CreateWorkflow}
+	UpgradeOp = Child{UpgradeWorkflowName, UpgradeWorkflow}
+	HealOp    = Child{HealWorkflowName, HealWorkflow}
+	DeleteOp  = Child{DeleteWorkflowName, DeleteWorkflow}
+	HostedOp  = Child{HostedWorkflowName, HostedWorkflow}
 )
 
 // WorkflowID is the ID of the Cluster workflow of cluster: Cluster/<name>.

@@ -43,11 +43,11 @@ func Workflow(ctx workflow.Context, p Params) error {
 			// Anything created counts, also by a create that failed or was overtaken: its
 			// masters were resolved, or its PKI written.
 			if (s.Created || len(s.Masters) > 0 || s.Report.HasKubeconfig) && !v.Orphan {
-				name := DeleteWorkflowName
+				c := DeleteOp
 				if v.Provider == string(kokv1.ProviderKok) {
-					name = HostedWorkflowName
+					c = HostedOp
 				}
-				if _, err := o.child(ctx, name, OpParams{Type: OpDelete}); err != nil {
+				if _, err := o.child(ctx, c, OpParams{Type: OpDelete}); err != nil {
 					return err
 				}
 			}
@@ -146,7 +146,7 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 		if err := o.resolveMasters(ctx); err != nil {
 			return 0, o.failed(ctx, resolved, "Create", err)
 		}
-		res, err := o.child(ctx, CreateWorkflowName, OpParams{})
+		res, err := o.child(ctx, CreateOp, OpParams{})
 		if err != nil {
 			return 0, o.failed(ctx, resolved, "Create", err)
 		}
@@ -172,7 +172,7 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 			// upgrade moves every component that differs.
 			op = OpUpgrade
 		}
-		res, err := o.child(ctx, UpgradeWorkflowName, OpParams{Type: op})
+		res, err := o.child(ctx, UpgradeOp, OpParams{Type: op})
 		if err != nil {
 			return 0, o.failed(ctx, resolved, string(op), err)
 		}
@@ -235,7 +235,7 @@ func (o *op) health(ctx workflow.Context, resolved controlplane.ConditionReport,
 	// Only recoveries within the window count; older ones are dropped so state stays small.
 	s.Recoveries = append(RecoveriesWithin(workflow.Now(ctx), s.Recoveries, v.RecoveryWindow), workflow.Now(ctx))
 	o.event(ctx, true, kokv1.ReasonHealing, "masters %v are unhealthy: %s", sick, d.Reason)
-	res, err := o.child(ctx, HealWorkflowName, OpParams{Hosts: sick})
+	res, err := o.child(ctx, HealOp, OpParams{Hosts: sick})
 	if err != nil {
 		return 0, err
 	}
@@ -302,9 +302,10 @@ func (o *op) idlePhase() kokv1.ClusterPhase {
 
 // child runs one operation as a child workflow, forwarding reconcile signals to it (it reads
 // the Cluster at its step boundaries, for pause and delete).
-func (o *op) child(ctx workflow.Context, name string, p OpParams) (OpResult, error) {
+func (o *op) child(ctx workflow.Context, c Child, p OpParams) (OpResult, error) {
 	o.s.Ops++
 	p.Cluster, p.MetaCluster, p.State, p.View = o.cluster, o.meta, *o.s, o.view
+	name := c.Name
 	id := fmt.Sprintf("%s/%s-%d", WorkflowID(o.cluster), name, o.s.Ops)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: id, TaskQueue: queue.ControlTaskQueue,
