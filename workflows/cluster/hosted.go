@@ -12,6 +12,7 @@ import (
 	hosted "kok.dev/activities/provider/kok"
 	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/contract/hostapi"
+	"kok.dev/workflows/internal/kit"
 )
 
 // HostedWorkflowName runs one operation of a Cluster with provider kok.
@@ -149,9 +150,16 @@ func (o *op) hostedStatus(ctx workflow.Context, rel string) (hosted.Status, erro
 	if err := workflow.ExecuteActivity(o.metaCtx(ctx), kokActs.ControlPlaneStatus, hosted.StatusParams{Cluster: o.cluster, PackageVersion: rel}).Get(ctx, &st); err != nil {
 		return st, err
 	}
-	o.s.Report.Masters = nil
-	for i := 0; i < o.view.MasterCount; i++ {
-		mr := controlplane.MasterReport{Host: fmt.Sprintf("%s-%d", o.cluster, i), Ready: st.Ready, Phase: string(kokv1.MasterRunning)}
+	o.s.Report.Masters = hostedMasters(o.cluster, o.view.MasterCount, st)
+	return st, nil
+}
+
+// hostedMasters mirrors the workloads into status.masters: one entry per replica
+// ("<cluster>-<i>"), each listing the components' versions and readiness.
+func hostedMasters(cluster string, count int, st hosted.Status) []controlplane.MasterReport {
+	var out []controlplane.MasterReport
+	for i := 0; i < count; i++ {
+		mr := controlplane.MasterReport{Host: fmt.Sprintf("%s-%d", cluster, i), Ready: st.Ready, Phase: string(kokv1.MasterRunning)}
 		for _, c := range st.Components {
 			mr.Components = append(mr.Components, controlplane.ComponentReport{
 				Name: string(c.Name), Version: c.Version, Ready: c.Ready, Message: c.Message,
@@ -160,9 +168,9 @@ func (o *op) hostedStatus(ctx workflow.Context, rel string) (hosted.Status, erro
 		if !st.Ready {
 			mr.Phase = string(kokv1.MasterProvisioning)
 		}
-		o.s.Report.Masters = append(o.s.Report.Masters, mr)
+		out = append(out, mr)
 	}
-	return st, nil
+	return out
 }
 
 // hostedPass is the entity's pass for provider kok: create, move to spec.packageVersion, or
@@ -239,18 +247,23 @@ func (o *op) hostedPass(ctx workflow.Context, resolved controlplane.ConditionRep
 		condition(kokv1.ConditionProgressing, false, kokv1.ReasonIdle, "at %s", s.Report.Current))
 }
 
-// hostedHealth checks the workloads of provider kok and writes status only when it changed; the
-// workloads' own controllers heal pods, so there is nothing to heal or count here. ready, when
-// given, is the Ready condition of healthy workloads (a refused skew, a rolled-back upgrade).
+// hostedHealth is provider kok's pass when nothing is to change: status from the workloads
+// as last seen (written only when it changed), then WatchControlPlaneStatus until they change,
+// a signal comes, or maxWatch passes. The workloads' own controllers heal pods, so there is
+// nothing to heal or count here. ready, when given, is the Ready condition of healthy
+// workloads (a refused skew, a rolled-back upgrade).
 func (o *op) hostedHealth(ctx workflow.Context, resolved controlplane.ConditionReport, ready *controlplane.ConditionReport) (time.Duration, error) {
 	s, v := o.s, o.view
-	written := s.Report.Masters
-	st, err := o.hostedStatus(ctx, s.Report.Current)
-	if err != nil {
-		return 0, err
+	// 1. The workloads as the last watch saw them, or a look now.
+	if o.workloads == nil || o.workloads.PackageVersion != s.Report.Current {
+		var st hosted.Status
+		if err := workflow.ExecuteActivity(o.metaCtx(ctx), kokActs.ControlPlaneStatus, hosted.StatusParams{Cluster: o.cluster, PackageVersion: s.Report.Current}).Get(ctx, &st); err != nil {
+			return 0, err
+		}
+		o.workloads = &st
 	}
-	masters := s.Report.Masters
-	s.Report.Masters = written
+	st := *o.workloads
+	// 2. Status, when it says something new.
 	conds := []controlplane.ConditionReport{
 		resolved,
 		condition(kokv1.ConditionDegraded, true, kokv1.ReasonWorkloadsNotReady, "%s", st.Message),
@@ -267,5 +280,31 @@ func (o *op) hostedHealth(ctx workflow.Context, resolved controlplane.ConditionR
 			condition(kokv1.ConditionProgressing, false, kokv1.ReasonIdle, "at %s", s.Report.Current),
 		}
 	}
-	return v.CheckInterval, o.reportIfChanged(ctx, kokv1.ClusterRunning, masters, conds...)
+	if err := o.reportIfChanged(ctx, kokv1.ClusterRunning, hostedMasters(o.cluster, v.MasterCount, st), conds...); err != nil {
+		return 0, err
+	}
+	// 3. Watch until the workloads change.
+	wctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	f := workflow.ExecuteActivity(o.watchCtx(wctx), kokActs.WatchControlPlaneStatus, hosted.WatchParams{
+		StatusParams: hosted.StatusParams{Cluster: o.cluster, PackageVersion: s.Report.Current},
+		Interval:     o.interval(), For: kit.Jitter(maxWatch, WorkflowID(o.cluster), s.Passes), Last: st.Key(), Confirm: confirmUnhealthy,
+	})
+	var (
+		res  hosted.WatchResult
+		ferr error
+		done bool
+	)
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(f, func(f workflow.Future) { ferr, done = f.Get(ctx, &res), true })
+	sel.AddReceive(o.reconcile, func(ch workflow.ReceiveChannel, _ bool) { kit.Drain(ch) })
+	sel.Select(ctx)
+	switch {
+	case !done:
+	case ferr != nil:
+		return 0, ferr
+	default:
+		o.workloads = &res.Status
+	}
+	return -1, nil
 }

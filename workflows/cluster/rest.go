@@ -191,24 +191,12 @@ const (
 // watch runs WatchControlPlane from s.Health and waits for it, a reconcile signal or one on
 // extra (which, as in wait, resolves). A changed verdict becomes s.Health.
 func (o *op) watch(ctx workflow.Context, confirm int, extra workflow.ReceiveChannel) (woke, error) {
-	s, v := o.s, o.view
+	s := o.s
 	wctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
-	interval := v.CheckInterval
-	if interval <= 0 {
-		interval = 30 * time.Second
-	}
-	bound := kit.Jitter(maxWatch, WorkflowID(o.cluster), s.Passes)
-	// The heartbeat timeout is how soon a dead manager is noticed (the watch then resumes on
-	// another replica from its heartbeat); the SDK sends at most one heartbeat per 0.8 of it,
-	// so a long one keeps the fleet's heartbeats (billed actions, no history) few.
-	actx := workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
-		TaskQueue: queue.ClusterTaskQueue(o.meta), StartToCloseTimeout: bound + 2*interval + time.Minute,
-		HeartbeatTimeout: max(2*interval, 5*time.Minute) + time.Minute, RetryPolicy: metaRetry,
-	})
-	f := workflow.ExecuteActivity(actx, cpActs.WatchControlPlane, controlplane.WatchParams{
+	f := workflow.ExecuteActivity(o.watchCtx(wctx), cpActs.WatchControlPlane, controlplane.WatchParams{
 		CheckParams: controlplane.CheckParams{Cluster: o.cluster, Masters: s.Masters, Port: s.Ports.APIServer},
-		Interval:    interval, For: bound, Last: s.Health, Confirm: confirm,
+		Interval:    o.interval(), For: kit.Jitter(maxWatch, WorkflowID(o.cluster), s.Passes), Last: s.Health, Confirm: confirm,
 	})
 	var (
 		res  controlplane.WatchResult
@@ -236,6 +224,26 @@ func (o *op) watch(ctx workflow.Context, confirm int, extra workflow.ReceiveChan
 	}
 	s.Health = res.CheckResult
 	return wokeChanged, nil
+}
+
+// interval is spec.health.checkInterval, the time between two checks inside a watch.
+func (o *op) interval() time.Duration {
+	if o.view.CheckInterval <= 0 {
+		return 30 * time.Second
+	}
+	return o.view.CheckInterval
+}
+
+// watchCtx runs a watch activity: bounded by maxWatch and its jitter, heartbeating. The
+// heartbeat timeout is how soon a dead manager is noticed (the watch then resumes on another
+// replica from its heartbeat); the SDK sends at most one heartbeat per 0.8 of it, so a long
+// one keeps the fleet's heartbeats (billed actions, no history) few.
+func (o *op) watchCtx(ctx workflow.Context) workflow.Context {
+	interval := o.interval()
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue: queue.ClusterTaskQueue(o.meta), StartToCloseTimeout: maxWatch*11/10 + 2*interval + time.Minute,
+		HeartbeatTimeout: max(2*interval, 5*time.Minute) + time.Minute, RetryPolicy: metaRetry,
+	})
 }
 
 // reportIfChanged writes the status (no operation in flight, masters as given) only when it

@@ -8,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -186,6 +188,9 @@ type hostedWorld struct {
 	broken    map[string]string // releases whose pods never get ready
 	notReady  string            // a pod down, for this reason
 	statuses  int
+	watches   int
+
+	hostedWatching hosted.WatchParams
 }
 
 func (h *hostedWorld) EnsureControlPlane(_ context.Context, p hosted.EnsureParams) (hosted.EnsureResult, error) {
@@ -208,10 +213,50 @@ func (h *hostedWorld) ControlPlaneStatus(_ context.Context, p hosted.StatusParam
 	return hosted.Status{Ready: true, PackageVersion: h.rolledOut}, nil
 }
 
+// WatchControlPlaneStatus answers once the watch is over (see hostedWatchWait).
+func (h *hostedWorld) WatchControlPlaneStatus(ctx context.Context, p hosted.WatchParams) (hosted.WatchResult, error) {
+	h.update(func(*world) { h.watches++ })
+	st, _ := h.ControlPlaneStatus(ctx, p.StatusParams)
+	return hosted.WatchResult{Status: st, Changed: st.Key() != p.Last}, nil
+}
+
+// hostedWatchWait is how long the watch in flight runs on the workflow clock, as watchWait.
+func (h *hostedWorld) hostedWatchWait(env *testsuite.TestWorkflowEnvironment) time.Duration {
+	h.mu.Lock()
+	p := h.hostedWatching
+	h.mu.Unlock()
+	st, _ := h.ControlPlaneStatus(context.Background(), p.StatusParams)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.statuses-- // not a look of the workflow's
+	confirm := time.Duration(max(p.Confirm, 1)-1) * p.Interval
+	if st.Key() != p.Last {
+		return confirm
+	}
+	now := env.Now().Sub(h.start)
+	wait := p.For
+	for _, c := range h.changes {
+		if c > now && c-now+confirm < wait {
+			wait = c - now + confirm
+		}
+	}
+	return wait
+}
+
 func (h *hostedWorld) env() *testsuite.TestWorkflowEnvironment {
 	env := h.world.env()
 	env.RegisterWorkflowWithOptions(HostedWorkflow, workflow.RegisterOptions{Name: HostedWorkflowName})
 	env.RegisterActivity(&hosted.Activities{})
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		h.update(func(w *world) { w.activities[info.ActivityType.Name]++ })
+		if info.ActivityType.Name == "WatchControlPlaneStatus" {
+			var p hosted.WatchParams
+			if err := args.Get(&p); err == nil {
+				h.update(func(*world) { h.hostedWatching = p })
+			}
+		}
+	})
+	env.OnActivity(kokActs.WatchControlPlaneStatus, mock.Anything, mock.Anything).AfterFn(func() time.Duration { return h.hostedWatchWait(env) }).Return(h.WatchControlPlaneStatus)
 	env.OnActivity(kokActs.EnsureControlPlane, mock.Anything, mock.Anything).Return(h.EnsureControlPlane)
 	env.OnActivity(kokActs.ControlPlaneStatus, mock.Anything, mock.Anything).Return(h.ControlPlaneStatus)
 	return env
@@ -237,15 +282,12 @@ func TestHostedKeepsCheckingHealthAfterRollbackAndRefusedSkew(t *testing.T) {
 			h.spec.Generation, h.spec.TargetName = 2, tc.target.Name
 			env := h.env()
 			var before snapshot
-			var statusesBefore int
 			h.at(env, 10*time.Minute, &before)
-			env.RegisterDelayedCallback(func() {
-				h.update(func(*world) { statusesBefore = h.statuses; h.notReady = "etcd: 0 of 1 ready" })
-			}, 11*time.Minute)
+			h.later(env, 11*time.Minute, func(*world) { h.notReady = "etcd: 0 of 1 ready" })
 			end := h.run(t, env, s, 11*time.Minute+3*checkInterval)
 
 			require.Equal(t, tc.reason, condOf(before.last(), kokv1.ConditionReady).Reason)
-			require.Greater(t, h.statuses, statusesBefore, "the workloads are checked every spec.health.checkInterval")
+			require.Positive(t, before.activities["WatchControlPlaneStatus"], "the workloads are watched")
 			r := end.last()
 			require.True(t, condOf(r, kokv1.ConditionDegraded).Status, "a workload that went down is reported")
 			require.Equal(t, kokv1.ReasonWorkloadsNotReady, condOf(r, kokv1.ConditionReady).Reason)
@@ -266,4 +308,21 @@ func TestRunsOfOlderCodeKeepTheirPasses(t *testing.T) {
 	require.GreaterOrEqual(t, end.activities["CheckControlPlane"], 10)
 	require.GreaterOrEqual(t, end.activities["Facts"], 10)
 	require.GreaterOrEqual(t, end.activities["ReportClusterStatus"], 10)
+}
+
+// Provider kok at rest costs the same handful: its workloads are watched inside one activity.
+func TestHostedClusterAtRestCostsAlmostNothing(t *testing.T) {
+	h := &hostedWorld{world: newWorld(rel136), rolledOut: rel136.Name, broken: map[string]string{}}
+	h.spec.Provider, h.spec.MasterCount = string(kokv1.ProviderKok), 1
+	h.spec.CheckInterval = 30 * time.Second
+	h.current = rel136.Name
+	s := State{Created: true, Releases: map[string]controlplane.Release{rel136.Name: rel136},
+		Report: controlplane.ClusterReport{Name: clusterName, Phase: string(kokv1.ClusterRunning), Current: rel136.Name, HasKubeconfig: true}}
+	end := h.run(t, h.env(), s, 24*time.Hour)
+
+	require.Len(t, end.reports, 1)
+	require.Equal(t, 1, end.activities["ControlPlaneStatus"])
+	require.LessOrEqual(t, end.activities["WatchControlPlaneStatus"], 5)
+	require.LessOrEqual(t, end.totalActivities(), 14, "%v", end.activities)
+	require.True(t, condOf(end.last(), kokv1.ConditionReady).Status)
 }

@@ -14,6 +14,7 @@ import (
 
 	"kok.dev/activities/controlplane"
 	"kok.dev/activities/host"
+	hosted "kok.dev/activities/provider/kok"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/contract/queue"
@@ -59,6 +60,8 @@ type op struct {
 	reconcile workflow.ReceiveChannel
 	// atRest: the entity runs at ChangeAtRest (see rest.go); false replays older runs as they ran.
 	atRest bool
+	// workloads is provider kok's control plane as the entity's last look saw it (nil: look).
+	workloads *hosted.Status
 }
 
 func (o *op) metaCtx(ctx workflow.Context) workflow.Context {

@@ -326,7 +326,7 @@ func (o *op) child(ctx workflow.Context, c Child, p OpParams) (OpResult, error) 
 		return OpResult{State: *o.s}, err
 	}
 	if o.atRest {
-		res.State.Health = controlplane.CheckResult{} // the operation changed the masters: check afresh
+		res.State.Health, o.workloads = controlplane.CheckResult{}, nil // the operation changed the masters: look afresh
 	}
 	return res, nil
 }
