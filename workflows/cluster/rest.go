@@ -74,7 +74,12 @@ func (o *op) healthAtRest(ctx workflow.Context, resolved controlplane.ConditionR
 		return 0, err
 	}
 
-	// 4. Watch until the verdict changes, a signal comes, or maxWatch passes.
+	// 4. Watch until the verdict changes, a signal comes, or maxWatch passes; after an
+	// operation that did not start, only one interval: it is tried again then.
+	if o.retrySoon {
+		o.retrySoon = false
+		return o.interval(), nil
+	}
 	if _, err := o.watch(ctx, confirmUnhealthy, nil); err != nil {
 		return 0, err
 	}

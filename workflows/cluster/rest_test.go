@@ -326,3 +326,17 @@ func TestHostedClusterAtRestCostsAlmostNothing(t *testing.T) {
 	require.LessOrEqual(t, end.totalActivities(), 14, "%v", end.activities)
 	require.True(t, condOf(end.last(), kokv1.ConditionReady).Status)
 }
+
+// An upgrade that did not start (a master looked unhealthy for a moment) is tried again after
+// one check interval, not after a whole watch.
+func TestAnUpgradeThatDidNotStartIsRetriedSoon(t *testing.T) {
+	w := newWorld(rel136, "m1")
+	s := w.created(rel136)
+	w.spec.Generation, w.spec.TargetName = 2, rel137.Name
+	w.downForChecks["m1"] = 1 // the upgrade's own first look sees m1 not ready
+	end := w.run(t, w.env(), s, 30*time.Minute)
+
+	require.Equal(t, []string{UpgradeWorkflowName, UpgradeWorkflowName}, end.children)
+	require.Equal(t, rel137.Name, end.last().Current)
+	require.Equal(t, string(kokv1.ClusterRunning), end.last().Phase)
+}

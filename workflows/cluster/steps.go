@@ -62,6 +62,9 @@ type op struct {
 	atRest bool
 	// workloads is provider kok's control plane as the entity's last look saw it (nil: look).
 	workloads *hosted.Status
+	// retrySoon: an operation did not start (a master was unhealthy when it looked); the
+	// health pass after it waits one check interval, not a whole watch, before trying again.
+	retrySoon bool
 }
 
 func (o *op) metaCtx(ctx workflow.Context) workflow.Context {

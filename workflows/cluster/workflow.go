@@ -180,6 +180,7 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 		switch {
 		case res.NotStarted != "":
 			// Heal first; the upgrade is tried again on a later pass.
+			o.retrySoon = true
 			return o.health(ctx, resolved)
 		case res.RolledBack != "":
 			s.FailedTarget, s.FailedGeneration = v.Target.Name, v.Generation

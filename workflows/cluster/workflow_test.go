@@ -68,6 +68,9 @@ type world struct {
 	// unreachable: the meta cluster cannot reach the host at all (its API server gives no
 	// answer, its agent takes no task).
 	unreachable map[string]bool
+	// downForChecks: the host's API server is not ready for this many more CheckControlPlane
+	// calls (a transient fault no watch would see).
+	downForChecks map[string]int
 	// selfStarts: the host's API server becomes ready by itself while a heal looks at it,
 	// without kok changing anything (a planned restart that finishes on its own).
 	selfStarts bool
@@ -105,12 +108,13 @@ func newWorld(target controlplane.Release, masters ...string) *world {
 			AutoRollback: true, HealthTimeout: 20 * time.Second, CheckInterval: checkInterval,
 			MaxAutoRecoveries: 3, RecoveryWindow: time.Hour,
 		},
-		catalogue:   map[string]controlplane.Release{},
-		installed:   map[string]map[string]string{},
-		down:        map[string]string{},
-		broken:      map[string]string{},
-		unreachable: map[string]bool{},
-		activities:  map[string]int{},
+		catalogue:     map[string]controlplane.Release{},
+		installed:     map[string]map[string]string{},
+		down:          map[string]string{},
+		broken:        map[string]string{},
+		unreachable:   map[string]bool{},
+		activities:    map[string]int{},
+		downForChecks: map[string]int{},
 	}
 	for _, r := range []controlplane.Release{rel134, rel136, rel137, rel138} {
 		w.catalogue[r.Name] = r
@@ -280,6 +284,15 @@ func (w *world) CheckControlPlane(_ context.Context, p controlplane.CheckParams)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.checks++
+	for h, n := range w.downForChecks {
+		if n > 0 {
+			w.downForChecks[h] = n - 1
+			if w.down[h] == "" {
+				w.down[h] = "readyz: [-]etcd not ready yet"
+				defer delete(w.down, h)
+			}
+		}
+	}
 	return w.check(p.Masters), nil
 }
 
