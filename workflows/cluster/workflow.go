@@ -113,7 +113,7 @@ func Workflow(ctx workflow.Context, p Params) error {
 		if s.Passes >= maxPasses || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			drain(o.reconcile)
 			s.Passes = 0
-			return workflow.NewContinueAsNewError(ctx, Workflow, Params{Cluster: p.Cluster, MetaCluster: p.MetaCluster, State: s})
+			return workflow.NewContinueAsNewError(ctx, WorkflowName, Params{Cluster: p.Cluster, MetaCluster: p.MetaCluster, State: s})
 		}
 		if wait >= 0 {
 			if err := o.wait(ctx, wait, nil); err != nil {

@@ -1,11 +1,14 @@
 package machine
 
 import (
+	"compress/gzip"
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,20 +30,46 @@ import (
 
 var record = flag.Bool("record", false, "re-record testdata/*.json from a run on an in-process Temporal server")
 
-// TestReplayCommittedHistories replays every committed history against today's workflow code: a
-// change that would break running Machine workflows fails here, and must go behind
-// workflow.GetVersion instead.
+// TestReplayCommittedHistories replays every committed history (testdata/*.json, and the
+// *.json.gz that tests/replayrecord records) against today's workflow code: a change that would
+// break running Machine workflows fails here, and must go behind workflow.GetVersion instead.
 func TestReplayCommittedHistories(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.json")
-	require.NoError(t, err)
-	require.NotEmpty(t, files, "no committed histories: run go test -run TestRecordHistory -record")
+	var files []string
+	for _, pattern := range []string{"testdata/*.json", "testdata/*.json.gz"} {
+		m, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		files = append(files, m...)
+	}
+	require.NotEmpty(t, files, "no committed histories: KOK_RECORD_HISTORIES=1 go test -run TestRecordMachine ./tests/replayrecord/")
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(Workflow, workflow.RegisterOptions{Name: WorkflowName})
-			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
+			h, err := loadHistory(f)
+			require.NoError(t, err)
+			require.NoError(t, r.ReplayWorkflowHistory(nil, h))
 		})
 	}
+}
+
+// loadHistory reads a history as `temporal workflow show --output json` writes it, gzipped or
+// not.
+func loadHistory(path string) (*historypb.History, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var r io.Reader = f
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { _ = zr.Close() }()
+		r = zr
+	}
+	return client.HistoryFromJSON(r, client.HistoryJSONOptions{})
 }
 
 // TestRecordHistory records testdata/install-upgrade-delete.json: a Machine installed (two

@@ -153,7 +153,7 @@ func Workflow(ctx workflow.Context, p Params) error {
 		if s.Passes >= maxPasses || workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			if !drain(reconcile) {
 				s.Passes = 0
-				return workflow.NewContinueAsNewError(ctx, Workflow, Params{Cluster: p.Cluster, Machine: p.Machine, State: s})
+				return workflow.NewContinueAsNewError(ctx, WorkflowName, Params{Cluster: p.Cluster, Machine: p.Machine, State: s})
 			}
 			continue
 		}

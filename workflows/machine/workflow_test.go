@@ -397,6 +397,9 @@ func TestContinuesAsNewWithState(t *testing.T) {
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, err, &can)
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	// By wire name: a function reference resolves to its short name, "Workflow", which on the
+	// real worker is also the Cluster workflow's.
+	require.Equal(t, WorkflowName, can.WorkflowType.Name)
 	require.Equal(t, "n1", next.Machine)
 	require.True(t, next.State.Bootstrapped, "state survives continue-as-new")
 	require.Zero(t, next.State.Passes)

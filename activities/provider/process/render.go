@@ -331,7 +331,7 @@ func Render(in Input) ([]hostapi.PackageSpec, error) {
 	return out, nil
 }
 
-// binary is a component's program inside its artifact (see internal/clustercatalogue).
+// binary is a component's program inside its artifact (see dev/catalogue/cluster).
 func binary(comp string) string {
 	if comp == MachineOperator {
 		return "bin/kok-manager"
