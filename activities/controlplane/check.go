@@ -36,6 +36,10 @@ type MasterCheck struct {
 	Why string
 	// GitVersion is the kube-apiserver's version (/version), "" when unreachable.
 	GitVersion string
+	// NoAnswer: the kube-apiserver gave no HTTP answer at all (connection refused or timed
+	// out, TLS failed). On its own that does not tell a dead API server from a network that
+	// cannot reach a live one; the workflow asks the master's agent before it calls it a fault.
+	NoAnswer bool `json:",omitempty"`
 }
 
 // CheckResult is every master's check, in the order asked.
@@ -47,14 +51,28 @@ type CheckResult struct {
 // /readyz?verbose and /version. It never fails for an unhealthy master — that is a result —
 // only when the admin kubeconfig cannot be read.
 func (a *Activities) CheckControlPlane(ctx context.Context, p CheckParams) (CheckResult, error) {
-	kc, err := pkiacts.AdminKubeconfig(ctx, a.Client, p.Cluster, "")
+	base, err := a.adminConfig(ctx, p.Cluster)
 	if err != nil {
 		return CheckResult{}, err
 	}
+	return a.checkAll(ctx, base, p), nil
+}
+
+// adminConfig is the REST config of the cluster's administrator, from its kubeconfig Secret.
+func (a *Activities) adminConfig(ctx context.Context, cluster string) (*rest.Config, error) {
+	kc, err := pkiacts.AdminKubeconfig(ctx, a.Client, cluster, "")
+	if err != nil {
+		return nil, err
+	}
 	base, err := clientcmd.RESTConfigFromKubeConfig(kc)
 	if err != nil {
-		return CheckResult{}, fmt.Errorf("admin kubeconfig of %s: %w", p.Cluster, err)
+		return nil, fmt.Errorf("admin kubeconfig of %s: %w", cluster, err)
 	}
+	return base, nil
+}
+
+// checkAll checks every master at once.
+func (a *Activities) checkAll(ctx context.Context, base *rest.Config, p CheckParams) CheckResult {
 	timeout := a.ProbeTimeout
 	if timeout == 0 {
 		timeout = 5 * time.Second
@@ -69,7 +87,7 @@ func (a *Activities) CheckControlPlane(ctx context.Context, p CheckParams) (Chec
 		}()
 	}
 	wg.Wait()
-	return res, nil
+	return res
 }
 
 func checkMaster(ctx context.Context, base *rest.Config, m process.Master, port int, timeout time.Duration) MasterCheck {
@@ -105,7 +123,7 @@ func checkMaster(ctx context.Context, base *rest.Config, m process.Master, port 
 	code, body, err := get("/readyz?verbose")
 	switch {
 	case err != nil:
-		out.Why = "kube-apiserver unreachable: " + err.Error()
+		out.Why, out.NoAnswer = "kube-apiserver unreachable: "+err.Error(), true
 	case code != http.StatusOK:
 		out.Why = "readyz: " + failing(string(body))
 	default:

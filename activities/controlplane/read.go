@@ -54,6 +54,10 @@ type ClusterView struct {
 	CheckInterval     time.Duration
 	MaxAutoRecoveries int
 	RecoveryWindow    time.Duration
+
+	// Resolve is the value of the annotation kok.dev/resolve: a new value is a person saying a
+	// cluster waiting for a human may go on (once per value).
+	Resolve string `json:",omitempty"`
 }
 
 // ReadClusterParams names the Cluster to read.
@@ -90,6 +94,7 @@ func (a *Activities) ReadCluster(ctx context.Context, p ReadClusterParams) (Clus
 		CheckInterval:        durationOr(s.Health.CheckInterval, 30*time.Second),
 		MaxAutoRecoveries:    3,
 		RecoveryWindow:       durationOr(s.Health.Window, time.Hour),
+		Resolve:              c.Annotations[kokv1.AnnotationResolve],
 	}
 	// Defaults the API server applies, repeated for objects written before a default existed.
 	if v.Provider == "" {

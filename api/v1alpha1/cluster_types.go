@@ -78,6 +78,11 @@ const (
 	// ClusterConditionAPIServerAvailable is True when the cluster's API server answers on
 	// status.endpoint.
 	ClusterConditionAPIServerAvailable = "APIServerAvailable"
+	// ClusterConditionReachable is False when the meta cluster cannot reach some masters at
+	// all: neither their API servers answer nor their agents contradict it. A partition between
+	// the meta cluster and the business cluster is not a fault of the cluster: kok then heals
+	// nothing and counts no recovery, and the condition clears once the masters answer again.
+	ClusterConditionReachable = "Reachable"
 )
 
 // Cluster condition reasons.
@@ -89,6 +94,46 @@ const (
 	ReasonRecoveryLimitReached = "RecoveryLimitReached"
 	// ReasonUnsupportedVersionSkew: spec.packageVersion is too far from the running version.
 	ReasonUnsupportedVersionSkew = "UnsupportedVersionSkew"
+	// ReasonRunning: the control plane runs the current package version and is healthy.
+	ReasonRunning = "Running"
+	// ReasonHealthy: every master passes its health checks (Degraded False).
+	ReasonHealthy = "Healthy"
+	// ReasonUnhealthy: some master fails its health checks (Degraded True, Ready False).
+	ReasonUnhealthy = "Unhealthy"
+	// ReasonIdle: no operation is in flight (Progressing False).
+	ReasonIdle = "Idle"
+	// ReasonResolved: spec.packageVersion names a usable ClusterPackageVersion.
+	ReasonResolved = "Resolved"
+	// ReasonAPIServerReady: the API server answers (APIServerAvailable True).
+	ReasonAPIServerReady = "Ready"
+	// ReasonCreating and ReasonDeleting: the control plane is being created or deleted.
+	ReasonCreating = "Creating"
+	ReasonDeleting = "Deleting"
+	// ReasonHealing: an unhealthy master is being recovered.
+	ReasonHealing = "Healing"
+	// ReasonHealFailed: a recovery did not make a master healthy; the next check decides again.
+	ReasonHealFailed = "HealFailed"
+	// ReasonWorkloadsNotReady: provider kok, some control-plane workload is not rolled out.
+	ReasonWorkloadsNotReady = "WorkloadsNotReady"
+	// ReasonReachable and ReasonUnreachable: whether the meta cluster reaches every master.
+	ReasonReachable   = "Reachable"
+	ReasonUnreachable = "Unreachable"
+	// ReasonRecoveredByItself: the masters that waited for a human passed their health checks
+	// several times in a row without kok acting; the wait ends by itself.
+	ReasonRecoveredByItself = "RecoveredByItself"
+	// ReasonResolvedByHuman: a person resolved the wait (annotation kok.dev/resolve, or the
+	// resolve signal).
+	ReasonResolvedByHuman = "ResolvedByHuman"
+)
+
+// Cluster Event reasons (beside the condition reasons above, which Events also use).
+const (
+	EventClusterCreated         = "Created"
+	EventClusterUpgraded        = "Upgraded"
+	EventClusterUpgradeFailed   = "UpgradeFailed"
+	EventClusterMasterUpgraded  = "MasterUpgraded"
+	EventClusterMasterRecovered = "MasterRecovered"
+	EventClusterComponentKept   = "ComponentKept"
 )
 
 // ClusterSpec is the declared control plane of one business cluster.
@@ -313,7 +358,7 @@ type ClusterStatus struct {
 	// +optional
 	Workflow *WorkflowRef `json:"workflow,omitempty"`
 	// conditions are the latest observations, one per type: Ready, Progressing, Degraded,
-	// PackageVersionResolved, APIServerAvailable.
+	// PackageVersionResolved, APIServerAvailable, Reachable.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

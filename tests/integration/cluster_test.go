@@ -182,6 +182,7 @@ func TestClusterLifecycle(t *testing.T) {
 	for _, comp := range c.Status.Masters[0].Components {
 		require.True(t, comp.Ready, "%+v", comp)
 	}
+	requireHealthyConditions(t, c)
 
 	// The new cluster works: kok's CRDs are in it, its machine operator runs, and a
 	// Deployment's pods run on kwok-backed nodes (its scheduler and controller-manager work).
@@ -258,7 +259,16 @@ func TestClusterLifecycle(t *testing.T) {
 		return err
 	})
 	t.Logf("kube-apiserver back %s after it was killed", time.Since(killed).Round(time.Second))
-	e.running(name, oldRelease, time.Minute)
+	// Back by itself (the agent restarted it): Ready, Degraded and Reachable agree again.
+	harness.Eventually(t, time.Minute, func(context.Context) error {
+		c := e.get(name)
+		ready := meta.FindStatusCondition(c.Status.Conditions, kokv1.ConditionReady)
+		if c.Status.Phase != kokv1.ClusterRunning || ready == nil || ready.Status != metav1.ConditionTrue {
+			return fmt.Errorf("not healthy again: %s %+v", c.Status.Phase, ready)
+		}
+		return nil
+	})
+	requireHealthyConditions(t, e.running(name, oldRelease, time.Minute))
 
 	// Delete: nothing is left behind.
 	e.deleteAndCheck(name, "m1")
@@ -513,4 +523,17 @@ func runDeployment(t *testing.T, cs *kubernetes.Clientset, name string, replicas
 		}
 		return nil
 	})
+}
+
+// requireHealthyConditions checks that a healthy cluster's conditions agree: Ready, not
+// Degraded, every master reachable from the meta cluster.
+func requireHealthyConditions(t *testing.T, c *kokv1.Cluster) {
+	t.Helper()
+	for typ, want := range map[string]metav1.ConditionStatus{
+		kokv1.ConditionReady: metav1.ConditionTrue, kokv1.ConditionDegraded: metav1.ConditionFalse, kokv1.ClusterConditionReachable: metav1.ConditionTrue,
+	} {
+		cond := meta.FindStatusCondition(c.Status.Conditions, typ)
+		require.NotNil(t, cond, "condition %s: %+v", typ, c.Status.Conditions)
+		require.Equal(t, want, cond.Status, "%s: %+v", typ, cond)
+	}
 }

@@ -37,7 +37,28 @@ type OpResult struct {
 	Superseded bool
 	// NotStarted says why an upgrade did not begin (unhealthy masters); nothing changed.
 	NotStarted string
+	// Outcome is what a heal came to, Why in words (the failures, for status).
+	Outcome Outcome `json:",omitempty"`
+	Why     string  `json:",omitempty"`
 }
+
+// Outcome is what an operation came to, for the entity to act on.
+type Outcome string
+
+const (
+	// OutcomeRepaired: kok had to act (a component installed, upgraded or repaired) and the
+	// masters are healthy again. Counts against the recovery budget.
+	OutcomeRepaired Outcome = "Repaired"
+	// OutcomeRecoveredByItself: nothing needed repairing and the masters passed their checks:
+	// they came back on their own (the agent restarts services on boot). Counts nothing.
+	OutcomeRecoveredByItself Outcome = "RecoveredByItself"
+	// OutcomeFailed: some master is still unhealthy after the operation; Why says which and why.
+	// Counts against the recovery budget.
+	OutcomeFailed Outcome = "Failed"
+)
+
+// Counts says whether the outcome spends one automatic recovery of the budget.
+func (o Outcome) Counts() bool { return o == OutcomeRepaired || o == OutcomeFailed }
 
 var pkiActs *pkiacts.Activities
 
@@ -59,8 +80,8 @@ func CreateWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 		}
 		return o.report(ctx, kokv1.ClusterCreating, &controlplane.OperationReport{
 			Type: string(kokv1.ClusterOperationCreate), Step: name, Message: fmt.Sprintf(format, args...), StartedAt: started,
-		}, condition("Progressing", true, "Creating", "%s: %s", name, fmt.Sprintf(format, args...)),
-			condition("Ready", false, "Creating", "the control plane is being created"))
+		}, condition(kokv1.ConditionProgressing, true, kokv1.ReasonCreating, "%s: %s", name, fmt.Sprintf(format, args...)),
+			condition(kokv1.ConditionReady, false, kokv1.ReasonCreating, "the control plane is being created"))
 	}
 	endpoint := Endpoint(p.View.ControlPlaneEndpoint, s.Masters, s.Ports.APIServer)
 	s.Report.Target, s.Report.Endpoint = target.Name, endpoint
@@ -76,7 +97,7 @@ func CreateWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 	}
 	serviceIP, err := clusterpki.ServiceIP(p.View.ServiceCIDR)
 	if err != nil {
-		return OpResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("service CIDR: %v", err), "BadSpec", err)
+		return OpResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("service CIDR: %v", err), hostapi.ErrTypeBadSpec, err)
 	}
 	req := clusterpki.Request{ClusterName: p.Cluster, ServiceIP: serviceIP}
 	for _, m := range s.Masters {

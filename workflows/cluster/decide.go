@@ -75,6 +75,43 @@ func DecideOperation(o Observed) Decision {
 	}
 }
 
+// Move is what the entity decides on in every pass, for either provider: what runs, and what
+// the spec asks for.
+type Move struct {
+	Created bool
+	// Current and Target are package version names; CurrentKube and TargetKube their Kubernetes
+	// versions (CurrentKube is empty when the running release's catalogue entry is gone).
+	Current, CurrentKube string
+	Target, TargetKube   string
+	// FailedHere: moving to Target failed and was undone at this generation of the spec, so it
+	// is not tried again until the spec changes.
+	FailedHere bool
+}
+
+// DecideNext chooses the operation of a pass, for provider process and provider kok alike:
+// create what was never created; move to the target when it differs from what runs and has
+// not already failed at this generation (an upgrade or a rollback within the supported skew,
+// else refused); otherwise none, and the pass checks health. The providers differ only in the
+// child workflow and the activities that carry the operation out.
+func DecideNext(m Move) Decision {
+	switch {
+	case !m.Created:
+		return Decision{Op: OpCreate}
+	case m.Current == m.Target || m.FailedHere:
+		return Decision{Op: OpNone}
+	case m.CurrentKube == "":
+		// The names still say what runs; moving away from it needs no more than that.
+		return Decision{Op: OpUpgrade}
+	}
+	d := DecideOperation(Observed{Created: true, CurrentVersion: m.CurrentKube, TargetVersion: m.TargetKube})
+	if d.Refused == "" && d.Op == OpNone {
+		// Same Kubernetes version, another package version (a rebuilt component): an upgrade
+		// moves every component that differs.
+		d.Op = OpUpgrade
+	}
+	return d
+}
+
 // Component names, in the order an upgrade changes them on one master.
 const (
 	Etcd                  = "etcd"
@@ -181,12 +218,7 @@ type HealDecision struct {
 // recoveries already made at the times given); past that a human decides, because a master
 // that keeps failing after restarts has a cause a restart will not fix.
 func DecideHeal(now time.Time, recoveries []time.Time, maxRecoveries int, window time.Duration) HealDecision {
-	recent := 0
-	for _, t := range recoveries {
-		if now.Sub(t) < window {
-			recent++
-		}
-	}
+	recent := len(RecoveriesWithin(now, recoveries, window))
 	if recent >= maxRecoveries {
 		return HealDecision{Escalate: true, Reason: fmt.Sprintf("%d automatic recoveries in the last %s (limit %d): waiting for a human to resolve", recent, window, maxRecoveries)}
 	}

@@ -94,3 +94,30 @@ func TestDecideHeal(t *testing.T) {
 		})
 	}
 }
+
+func TestDecideNextIsTheSameForBothProviders(t *testing.T) {
+	at := func(cur, curKube, tgt, tgtKube string) Move {
+		return Move{Created: true, Current: cur, CurrentKube: curKube, Target: tgt, TargetKube: tgtKube}
+	}
+	for _, tc := range []struct {
+		name    string
+		m       Move
+		op      Operation
+		refused string
+	}{
+		{"never created", Move{Target: "k8s-1.36.1", TargetKube: "v1.36.1"}, OpCreate, ""},
+		{"at the target", at("k8s-1.36.1", "v1.36.1", "k8s-1.36.1", "v1.36.1"), OpNone, ""},
+		{"one minor up", at("k8s-1.36.1", "v1.36.1", "k8s-1.37.0", "v1.37.0"), OpUpgrade, ""},
+		{"one minor down", at("k8s-1.37.0", "v1.37.0", "k8s-1.36.1", "v1.36.1"), OpRollback, ""},
+		{"a rebuilt release of the same Kubernetes version", at("k8s-1.36.1", "v1.36.1", "k8s-1.36.1-b", "v1.36.1"), OpUpgrade, ""},
+		{"two minors up is refused", at("k8s-1.36.1", "v1.36.1", "k8s-1.38.0", "v1.38.0"), OpNone, "v1.36.1 -> v1.38.0 skips a minor version: upgrade one minor version at a time"},
+		{"the running release's entry is gone", at("k8s-old", "", "k8s-1.37.0", "v1.37.0"), OpUpgrade, ""},
+		{"failed at this generation", func() Move { m := at("k8s-1.36.1", "v1.36.1", "k8s-1.37.0", "v1.37.0"); m.FailedHere = true; return m }(), OpNone, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := DecideNext(tc.m)
+			require.Equal(t, tc.op, d.Op)
+			require.Equal(t, tc.refused, d.Refused)
+		})
+	}
+}

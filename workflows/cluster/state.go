@@ -3,6 +3,8 @@ package cluster
 import (
 	"time"
 
+	"go.temporal.io/sdk/workflow"
+
 	"kok.dev/activities/controlplane"
 	"kok.dev/activities/provider/process"
 )
@@ -18,6 +20,22 @@ const (
 	SignalReconcile     = "reconcile" // the Cluster changed: read it again
 	SignalResolve       = "resolve"   // a human resolved what WaitingForHuman waits for
 	QueryState          = "state"
+)
+
+// Child is one child workflow type: its registered name with its function, so that a child is
+// started under the name it is registered with and with the parameters it takes.
+type Child struct {
+	Name string
+	Func func(workflow.Context, OpParams) (OpResult, error)
+}
+
+// The operations, each a child of the entity. workers/control registers each Func under Name.
+var (
+	CreateOp  = Child{CreateWorkflowName, CreateWorkflow}
+	UpgradeOp = Child{UpgradeWorkflowName, UpgradeWorkflow}
+	HealOp    = Child{HealWorkflowName, HealWorkflow}
+	DeleteOp  = Child{DeleteWorkflowName, DeleteWorkflow}
+	HostedOp  = Child{HostedWorkflowName, HostedWorkflow}
 )
 
 // WorkflowID is the ID of the Cluster workflow of cluster: Cluster/<name>.
@@ -57,6 +75,15 @@ type State struct {
 	// Ops counts operations started, to name child workflows uniquely across runs.
 	Ops    int
 	Passes int
+
+	// Health is the masters' verdict the entity last acted on (empty: none yet; an operation
+	// clears it, so the next pass checks afresh). WatchControlPlane returns only when what it
+	// sees differs from it.
+	Health controlplane.CheckResult `json:",omitempty"`
+	// Resolved is the last value of the annotation kok.dev/resolve the entity has seen: each
+	// new value resolves one wait for a human, and a value seen while nothing waited resolves
+	// nothing later.
+	Resolved string `json:",omitempty"`
 }
 
 // components are the control-plane components in start order.

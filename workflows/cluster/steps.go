@@ -14,6 +14,7 @@ import (
 
 	"kok.dev/activities/controlplane"
 	"kok.dev/activities/host"
+	hosted "kok.dev/activities/provider/kok"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/contract/queue"
@@ -57,6 +58,13 @@ type op struct {
 	view controlplane.ClusterView
 	// reconcile delivers the entity's (or, in a child, the forwarded) reconcile signals.
 	reconcile workflow.ReceiveChannel
+	// atRest: the entity runs at ChangeAtRest (see rest.go); false replays older runs as they ran.
+	atRest bool
+	// workloads is provider kok's control plane as the entity's last look saw it (nil: look).
+	workloads *hosted.Status
+	// retrySoon: an operation did not start (a master was unhealthy when it looked); the
+	// health pass after it waits one check interval, not a whole watch, before trying again.
+	retrySoon bool
 }
 
 func (o *op) metaCtx(ctx workflow.Context) workflow.Context {
@@ -101,7 +109,7 @@ func (o *op) report(ctx workflow.Context, phase kokv1.ClusterPhase, operation *c
 		r.ObservedGeneration = o.view.Generation
 	}
 	r.Conditions = conds
-	r.RecentAutoRecoveries = recentRecoveries(r.Now, o.s.Recoveries, o.view.RecoveryWindow)
+	r.RecentAutoRecoveries = len(RecoveriesWithin(r.Now, o.s.Recoveries, o.view.RecoveryWindow))
 	return workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.ReportClusterStatus, *r).Get(ctx, nil)
 }
 
@@ -114,9 +122,16 @@ func (o *op) event(ctx workflow.Context, warning bool, reason, format string, ar
 
 // render returns one master's packages as Running says it runs them.
 func (o *op) render(ctx workflow.Context, h string) (map[string]hostapi.PackageSpec, error) {
+	return o.renderFor(ctx, h, o.s.Running[h])
+}
+
+// renderFor returns one master's packages with each component at the release given. A
+// component's package depends on its own release only, so one render at the releases a master
+// moves to serves every step of the move.
+func (o *op) renderFor(ctx workflow.Context, h string, releases map[string]string) (map[string]hostapi.PackageSpec, error) {
 	var specs []hostapi.PackageSpec
 	err := workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.RenderMaster, controlplane.RenderMasterParams{
-		Cluster: o.cluster, Masters: o.s.Masters, Host: h, Releases: o.s.Running[h], Ports: o.s.Ports,
+		Cluster: o.cluster, Masters: o.s.Masters, Host: h, Releases: releases, Ports: o.s.Ports,
 	}).Get(ctx, &specs)
 	if err != nil {
 		return nil, err
@@ -226,50 +241,9 @@ func (o *op) waitReady(ctx workflow.Context, masters []process.Master, gitVersio
 	}
 }
 
-// masterReports builds status.masters from Running, checks and facts.
+// masterReports builds status.masters from Running, checks and facts (see masterReports).
 func (o *op) masterReports(checks map[string]controlplane.MasterCheck, facts map[string]*hostapi.FactsResult, phase map[string]kokv1.MasterPhase) []controlplane.MasterReport {
-	var out []controlplane.MasterReport
-	for _, m := range o.s.Masters {
-		running := map[string]hostapi.InstalledPackage{}
-		if f := facts[m.Host]; f != nil {
-			for _, ip := range f.Installed {
-				running[componentOf(o.cluster, ip.Name)] = ip
-			}
-		}
-		c, checked := checks[m.Host]
-		mr := controlplane.MasterReport{Host: m.Host, Ready: true}
-		for _, comp := range components {
-			rel, ok := o.s.Running[m.Host][comp]
-			if !ok {
-				continue
-			}
-			cr := controlplane.ComponentReport{Name: comp, Version: o.s.Releases[rel].Components[comp], Ready: true}
-			switch ip, ok := running[comp]; {
-			case facts[m.Host] == nil:
-				cr.Ready, cr.Message = false, fmt.Sprintf("the agent of %s did not answer", m.Host)
-			case !ok:
-				cr.Ready, cr.Message = false, "not installed"
-			case !ip.ServiceRunning:
-				cr.Ready, cr.Message = false, "process not running"
-			default:
-				cr.Version = ip.Version
-			}
-			if comp == KubeAPIServer && checked && !c.Ready {
-				cr.Ready, cr.Message = false, c.Why
-			}
-			mr.Ready = mr.Ready && cr.Ready
-			mr.Components = append(mr.Components, cr)
-		}
-		mr.Phase = string(kokv1.MasterRunning)
-		if !mr.Ready {
-			mr.Phase = string(kokv1.MasterUnhealthy)
-		}
-		if p, ok := phase[m.Host]; ok {
-			mr.Phase = string(p)
-		}
-		out = append(out, mr)
-	}
-	return out
+	return masterReports(o.cluster, o.s.Masters, o.s.Running, o.s.Releases, checks, facts, phase)
 }
 
 // Endpoint is the cluster's API URL: the control-plane endpoint when one is declared (a bare
@@ -285,16 +259,6 @@ func Endpoint(controlPlaneEndpoint string, masters []process.Master, port int) s
 		return ""
 	}
 	return "https://" + net.JoinHostPort(masters[0].IP, strconv.Itoa(port))
-}
-
-func recentRecoveries(now time.Time, recoveries []time.Time, window time.Duration) int {
-	n := 0
-	for _, t := range recoveries {
-		if now.Sub(t) < window {
-			n++
-		}
-	}
-	return n
 }
 
 func condition(typ string, status bool, reason, format string, args ...any) controlplane.ConditionReport {
@@ -319,7 +283,7 @@ func (o *op) checkpoint(ctx workflow.Context) (stop bool, err error) {
 			return false, nil
 		}
 		if err := o.report(ctx, kokv1.ClusterPaused, o.s.Report.Operation,
-			condition("Progressing", false, "Paused", "spec.paused is set: the operation holds before its next step")); err != nil {
+			condition(kokv1.ConditionProgressing, false, kokv1.ReasonPaused, "spec.paused is set: the operation holds before its next step")); err != nil {
 			return false, err
 		}
 		o.reconcile.Receive(ctx, nil)

@@ -8,6 +8,7 @@ import (
 	"kok.dev/activities/controlplane"
 	"kok.dev/activities/provider/process"
 	kokv1 "kok.dev/api/v1alpha1"
+	"kok.dev/contract/hostapi"
 )
 
 // UpgradeWorkflow moves the masters from the current package version to the target one (an
@@ -19,6 +20,9 @@ import (
 func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 	s := p.State
 	o := &op{cluster: p.Cluster, meta: p.MetaCluster, s: &s, view: p.View, reconcile: workflow.GetSignalChannel(ctx, SignalReconcile)}
+	// Render each master once per direction: every render carries the master's key material
+	// into history, and a per-component render put 5 copies per master there.
+	renderOnce := workflow.GetVersion(ctx, ChangeRenderOnce, workflow.DefaultVersion, 1) >= 1
 	// What runs is the entity's record: the status may not say so yet (an edit made while the
 	// create ran is seen before the first report at the new version).
 	from, to := p.State.Releases[p.State.Report.Current], *p.View.Target
@@ -36,8 +40,8 @@ func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 	say := func(step, format string, args ...any) error {
 		operation.Step, operation.Message = step, fmt.Sprintf(format, args...)
 		return o.report(ctx, phase, operation,
-			condition("Progressing", true, string(typ), "%s: %s", step, operation.Message),
-			condition("Ready", true, "Running", "serving while %s moves to %s", from.Name, to.Name))
+			condition(kokv1.ConditionProgressing, true, string(typ), "%s: %s", step, operation.Message),
+			condition(kokv1.ConditionReady, true, kokv1.ReasonRunning, "serving while %s moves to %s", from.Name, to.Name))
 	}
 
 	// 1. Every master healthy before anything changes: a change never starts on a fault.
@@ -80,16 +84,26 @@ func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 		touched = append(touched, h)
 		masterPhase[h] = kokv1.MasterUpgrading
 		s.Report.Masters = o.masterReports(checks, facts, masterPhase)
+		var specs map[string]hostapi.PackageSpec
+		if renderOnce {
+			if specs, err = o.renderFor(ctx, h, moved(s.Running[h], steps, func(ComponentStep) string { return to.Name })); err != nil {
+				failure = fmt.Errorf("render %s: %w", h, err)
+				break
+			}
+		}
 		for _, st := range steps {
 			if st.Skip != "" {
-				o.event(ctx, false, "ComponentKept", "%s: %s", h, st.Skip)
+				o.event(ctx, false, kokv1.EventClusterComponentKept, "%s: %s", h, st.Skip)
 				continue
 			}
 			if err := say(label, "%s %s -> %s", st.Component, st.From, st.To); err != nil {
 				return o.result(err)
 			}
 			s.Running[h][st.Component] = to.Name
-			specs, err := o.render(ctx, h)
+			var err error
+			if !renderOnce {
+				specs, err = o.render(ctx, h)
+			}
 			if err == nil {
 				err = o.ensure(ctx, h, specs[st.Component]).Get(ctx, nil)
 			}
@@ -113,7 +127,7 @@ func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 			break
 		}
 		delete(masterPhase, h)
-		o.event(ctx, false, "MasterUpgraded", "%s runs %s", h, to.Name)
+		o.event(ctx, false, kokv1.EventClusterMasterUpgraded, "%s runs %s", h, to.Name)
 	}
 	if failure == nil {
 		s.Report.Previous, s.Report.Current, s.Report.Target = from.Name, to.Name, ""
@@ -123,7 +137,7 @@ func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 
 	// 3. A step failed: put every touched master back, newest first.
 	why := fmt.Sprintf("%s to %s failed: %v", typ, to.Name, failure)
-	o.event(ctx, true, "UpgradeFailed", "%s", why)
+	o.event(ctx, true, kokv1.EventClusterUpgradeFailed, "%s", why)
 	if !p.View.AutoRollback {
 		s.WaitingForHuman = why + " (spec.upgrade.autoRollback is false: resolve by hand, then signal resolve)"
 		return OpResult{State: s, RolledBack: ""}, nil
@@ -135,6 +149,13 @@ func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 		if err != nil {
 			return o.result(err)
 		}
+		var specs map[string]hostapi.PackageSpec
+		if renderOnce {
+			if specs, err = o.renderFor(ctx, h, moved(s.Running[h], steps, func(st ComponentStep) string { return original[h][st.Component] })); err != nil {
+				s.WaitingForHuman = fmt.Sprintf("%s; rendering %s to roll it back failed too: %v", why, h, err)
+				return OpResult{State: s}, nil
+			}
+		}
 		for _, st := range steps {
 			if st.Skip != "" {
 				continue
@@ -143,7 +164,10 @@ func UpgradeWorkflow(ctx workflow.Context, p OpParams) (OpResult, error) {
 				return o.result(err)
 			}
 			s.Running[h][st.Component] = original[h][st.Component]
-			specs, err := o.render(ctx, h)
+			var err error
+			if !renderOnce {
+				specs, err = o.render(ctx, h)
+			}
 			if err == nil {
 				err = o.ensure(ctx, h, specs[st.Component]).Get(ctx, nil)
 			}
@@ -190,6 +214,17 @@ func masterOf(ms []process.Master, h string) process.Master {
 		}
 	}
 	return process.Master{Host: h}
+}
+
+// moved is running with every step that is taken (not skipped) at the release to gives it.
+func moved(running map[string]string, steps []ComponentStep, to func(ComponentStep) string) map[string]string {
+	out := copyMap(running)
+	for _, st := range steps {
+		if st.Skip == "" {
+			out[st.Component] = to(st)
+		}
+	}
+	return out
 }
 
 func copyMap(m map[string]string) map[string]string {

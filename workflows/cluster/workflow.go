@@ -26,6 +26,7 @@ func Workflow(ctx workflow.Context, p Params) error {
 		return err
 	}
 	o := &op{cluster: p.Cluster, meta: p.MetaCluster, s: &s, reconcile: workflow.GetSignalChannel(ctx, SignalReconcile)}
+	o.atRest = workflow.GetVersion(ctx, ChangeAtRest, workflow.DefaultVersion, 1) >= 1
 	resolve := workflow.GetSignalChannel(ctx, SignalResolve)
 
 	for {
@@ -42,24 +43,27 @@ func Workflow(ctx workflow.Context, p Params) error {
 			// Anything created counts, also by a create that failed or was overtaken: its
 			// masters were resolved, or its PKI written.
 			if (s.Created || len(s.Masters) > 0 || s.Report.HasKubeconfig) && !v.Orphan {
-				name := DeleteWorkflowName
+				c := DeleteOp
 				if v.Provider == string(kokv1.ProviderKok) {
-					name = HostedWorkflowName
+					c = HostedOp
 				}
-				if _, err := o.child(ctx, name, OpParams{Type: OpDelete}); err != nil {
+				if _, err := o.child(ctx, c, OpParams{Type: OpDelete}); err != nil {
 					return err
 				}
 			}
 			return workflow.ExecuteActivity(o.metaCtx(ctx), cpActs.ReleaseCluster, controlplane.ReadClusterParams{Name: p.Cluster}).Get(ctx, nil)
 		}
 
+		if o.atRest {
+			o.resolveByAnnotation(ctx)
+		}
 		// A resolve sent while nothing waits for one must not lift a later escalation.
 		if s.WaitingForHuman == "" {
 			drain(resolve)
 		}
 		// 3. Paused, or waiting for a human: nothing changes until that is lifted.
 		if v.Paused {
-			if err := o.report(ctx, kokv1.ClusterPaused, nil, condition("Progressing", false, "Paused", "spec.paused is set: nothing changes")); err != nil {
+			if err := o.report(ctx, kokv1.ClusterPaused, nil, condition(kokv1.ConditionProgressing, false, kokv1.ReasonPaused, "spec.paused is set: nothing changes")); err != nil {
 				return err
 			}
 			if err := o.wait(ctx, 0, nil); err != nil {
@@ -67,9 +71,15 @@ func Workflow(ctx workflow.Context, p Params) error {
 			}
 			continue
 		}
+		if s.WaitingForHuman != "" && o.atRest {
+			if err := o.waitForHuman(ctx, resolve); err != nil {
+				return err
+			}
+			continue
+		}
 		if s.WaitingForHuman != "" {
 			if err := o.report(ctx, kokv1.ClusterWaitingForHuman, nil,
-				condition("Ready", false, kokv1.ReasonRecoveryLimitReached, "%s; signal %q to workflow %s once fixed", s.WaitingForHuman, SignalResolve, WorkflowID(p.Cluster))); err != nil {
+				condition(kokv1.ConditionReady, false, kokv1.ReasonRecoveryLimitReached, "%s; signal %q to workflow %s once fixed", s.WaitingForHuman, SignalResolve, WorkflowID(p.Cluster))); err != nil {
 				return err
 			}
 			if err := o.wait(ctx, 0, resolve); err != nil {
@@ -80,7 +90,7 @@ func Workflow(ctx workflow.Context, p Params) error {
 
 		// 4. The package version must resolve before anything is built from it.
 		if v.Target == nil {
-			if err := o.report(ctx, o.idlePhase(), nil, condition(kokv1.ClusterConditionPackageVersionResolved, false, "NotFound", "%s", v.TargetUnresolved)); err != nil {
+			if err := o.report(ctx, o.idlePhase(), nil, condition(kokv1.ClusterConditionPackageVersionResolved, false, kokv1.ReasonNotFound, "%s", v.TargetUnresolved)); err != nil {
 				return err
 			}
 			if err := o.wait(ctx, 0, nil); err != nil {
@@ -88,7 +98,7 @@ func Workflow(ctx workflow.Context, p Params) error {
 			}
 			continue
 		}
-		resolved := condition(kokv1.ClusterConditionPackageVersionResolved, true, "Resolved", "%s is Kubernetes %s", v.Target.Name, v.Target.KubernetesVersion)
+		resolved := condition(kokv1.ClusterConditionPackageVersionResolved, true, kokv1.ReasonResolved, "%s is Kubernetes %s", v.Target.Name, v.Target.KubernetesVersion)
 
 		// 5. Decide and run the operation.
 		pass := o.pass
@@ -136,7 +146,7 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 		if err := o.resolveMasters(ctx); err != nil {
 			return 0, o.failed(ctx, resolved, "Create", err)
 		}
-		res, err := o.child(ctx, CreateWorkflowName, OpParams{})
+		res, err := o.child(ctx, CreateOp, OpParams{})
 		if err != nil {
 			return 0, o.failed(ctx, resolved, "Create", err)
 		}
@@ -144,14 +154,17 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 		if res.Superseded {
 			return -1, nil
 		}
-		o.event(ctx, false, "Created", "control plane %s is up at %s", v.Target.Name, s.Report.Endpoint)
+		o.event(ctx, false, kokv1.EventClusterCreated, "control plane %s is up at %s", v.Target.Name, s.Report.Endpoint)
 		return -1, nil
 
 	case current != v.Target.Name && !s.failedAt(v.Target.Name, v.Generation):
 		d := DecideOperation(obs)
+		if o.atRest {
+			d = DecideNext(Move{Created: true, Current: current, CurrentKube: obs.CurrentVersion, Target: v.Target.Name, TargetKube: v.Target.KubernetesVersion})
+		}
 		if d.Refused != "" {
 			s.Report.Target = ""
-			return o.health(ctx, resolved, condition("Ready", true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", current, d.Refused))
+			return o.health(ctx, resolved, condition(kokv1.ConditionReady, true, kokv1.ReasonUnsupportedVersionSkew, "still at %s: %s", current, d.Refused))
 		}
 		op := d.Op
 		if op == OpNone {
@@ -159,7 +172,7 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 			// upgrade moves every component that differs.
 			op = OpUpgrade
 		}
-		res, err := o.child(ctx, UpgradeWorkflowName, OpParams{Type: op})
+		res, err := o.child(ctx, UpgradeOp, OpParams{Type: op})
 		if err != nil {
 			return 0, o.failed(ctx, resolved, string(op), err)
 		}
@@ -167,17 +180,18 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 		switch {
 		case res.NotStarted != "":
 			// Heal first; the upgrade is tried again on a later pass.
+			o.retrySoon = true
 			return o.health(ctx, resolved)
 		case res.RolledBack != "":
 			s.FailedTarget, s.FailedGeneration = v.Target.Name, v.Generation
 			o.event(ctx, true, kokv1.ReasonRolledBack, "%s", res.RolledBack)
 			return v.CheckInterval, o.report(ctx, kokv1.ClusterRunning, nil, resolved,
-				condition("Ready", true, kokv1.ReasonRolledBack, "%s; running %s again. Edit spec.packageVersion to try another version", res.RolledBack, current),
-				condition("Progressing", false, kokv1.ReasonRolledBack, "%s", res.RolledBack))
+				condition(kokv1.ConditionReady, true, kokv1.ReasonRolledBack, "%s; running %s again. Edit spec.packageVersion to try another version", res.RolledBack, current),
+				condition(kokv1.ConditionProgressing, false, kokv1.ReasonRolledBack, "%s", res.RolledBack))
 		case res.Superseded, s.WaitingForHuman != "":
 			return -1, nil
 		}
-		o.event(ctx, false, "Upgraded", "every master runs %s", v.Target.Name)
+		o.event(ctx, false, kokv1.EventClusterUpgraded, "every master runs %s", v.Target.Name)
 		return -1, nil
 	}
 	return o.health(ctx, resolved)
@@ -185,6 +199,9 @@ func (o *op) pass(ctx workflow.Context, resolved controlplane.ConditionReport) (
 
 // health checks every master and heals the unhealthy ones within the recovery budget.
 func (o *op) health(ctx workflow.Context, resolved controlplane.ConditionReport, ready ...controlplane.ConditionReport) (time.Duration, error) {
+	if o.atRest {
+		return o.healthAtRest(ctx, resolved, ready...)
+	}
 	s, v := o.s, o.view
 	checks, err := o.check(ctx, s.Masters)
 	if err != nil {
@@ -198,17 +215,17 @@ func (o *op) health(ctx workflow.Context, resolved controlplane.ConditionReport,
 		}
 	}
 	if len(sick) == 0 {
-		extra := condition("Ready", true, "Running", "%d of %d masters healthy at %s", len(s.Masters), len(s.Masters), s.Report.Current)
+		extra := condition(kokv1.ConditionReady, true, kokv1.ReasonRunning, "%d of %d masters healthy at %s", len(s.Masters), len(s.Masters), s.Report.Current)
 		if s.FailedTarget != "" && s.failedAt(v.TargetName, v.Generation) {
-			extra = condition("Ready", true, kokv1.ReasonRolledBack, "running %s: the upgrade to %s failed and was rolled back; edit spec.packageVersion to try again", s.Report.Current, s.FailedTarget)
+			extra = condition(kokv1.ConditionReady, true, kokv1.ReasonRolledBack, "running %s: the upgrade to %s failed and was rolled back; edit spec.packageVersion to try again", s.Report.Current, s.FailedTarget)
 		}
 		if len(ready) > 0 {
 			extra = ready[0]
 		}
 		return v.CheckInterval, o.report(ctx, kokv1.ClusterRunning, nil, resolved, extra,
-			condition(kokv1.ClusterConditionAPIServerAvailable, true, "Ready", "%s answers", s.Report.Endpoint),
-			condition("Degraded", false, "Healthy", "every master passes its health checks"),
-			condition("Progressing", false, "Idle", "at %s", s.Report.Current))
+			condition(kokv1.ClusterConditionAPIServerAvailable, true, kokv1.ReasonAPIServerReady, "%s answers", s.Report.Endpoint),
+			condition(kokv1.ConditionDegraded, false, kokv1.ReasonHealthy, "every master passes its health checks"),
+			condition(kokv1.ConditionProgressing, false, kokv1.ReasonIdle, "at %s", s.Report.Current))
 	}
 	d := DecideHeal(workflow.Now(ctx), s.Recoveries, v.MaxAutoRecoveries, v.RecoveryWindow)
 	if d.Escalate {
@@ -217,15 +234,9 @@ func (o *op) health(ctx workflow.Context, resolved controlplane.ConditionReport,
 		return -1, nil
 	}
 	// Only recoveries within the window count; older ones are dropped so state stays small.
-	var recent []time.Time
-	for _, t := range s.Recoveries {
-		if workflow.Now(ctx).Sub(t) < v.RecoveryWindow {
-			recent = append(recent, t)
-		}
-	}
-	s.Recoveries = append(recent, workflow.Now(ctx))
-	o.event(ctx, true, "Healing", "masters %v are unhealthy: %s", sick, d.Reason)
-	res, err := o.child(ctx, HealWorkflowName, OpParams{Hosts: sick})
+	s.Recoveries = append(RecoveriesWithin(workflow.Now(ctx), s.Recoveries, v.RecoveryWindow), workflow.Now(ctx))
+	o.event(ctx, true, kokv1.ReasonHealing, "masters %v are unhealthy: %s", sick, d.Reason)
+	res, err := o.child(ctx, HealOp, OpParams{Hosts: sick})
 	if err != nil {
 		return 0, err
 	}
@@ -237,7 +248,7 @@ func (o *op) health(ctx workflow.Context, resolved controlplane.ConditionReport,
 func (o *op) resolveMasters(ctx workflow.Context) error {
 	ports, err := process.PortsFor(o.view.APIServerPort)
 	if err != nil {
-		return temporal.NewNonRetryableApplicationError(err.Error(), "BadSpec", err)
+		return temporal.NewNonRetryableApplicationError(err.Error(), hostapi.ErrTypeBadSpec, err)
 	}
 	o.s.Ports = ports
 	o.s.Masters = nil
@@ -275,9 +286,9 @@ func (o *op) adopt(ctx workflow.Context, current string) error {
 
 // failed reports an operation that failed for good; the workflow waits for an edit.
 func (o *op) failed(ctx workflow.Context, resolved controlplane.ConditionReport, what string, err error) error {
-	o.event(ctx, true, "Failed", "%s failed: %v", what, err)
+	o.event(ctx, true, kokv1.ReasonFailed, "%s failed: %v", what, err)
 	if rerr := o.report(ctx, kokv1.ClusterFailed, nil, resolved,
-		condition("Ready", false, "Failed", "%s failed: %v. Fix the cause, then edit the Cluster (or signal %s) to try again", what, err, SignalReconcile)); rerr != nil {
+		condition(kokv1.ConditionReady, false, kokv1.ReasonFailed, "%s failed: %v. Fix the cause, then edit the Cluster (or signal %s) to try again", what, err, SignalReconcile)); rerr != nil {
 		return rerr
 	}
 	return nil
@@ -292,9 +303,10 @@ func (o *op) idlePhase() kokv1.ClusterPhase {
 
 // child runs one operation as a child workflow, forwarding reconcile signals to it (it reads
 // the Cluster at its step boundaries, for pause and delete).
-func (o *op) child(ctx workflow.Context, name string, p OpParams) (OpResult, error) {
+func (o *op) child(ctx workflow.Context, c Child, p OpParams) (OpResult, error) {
 	o.s.Ops++
 	p.Cluster, p.MetaCluster, p.State, p.View = o.cluster, o.meta, *o.s, o.view
+	name := c.Name
 	id := fmt.Sprintf("%s/%s-%d", WorkflowID(o.cluster), name, o.s.Ops)
 	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 		WorkflowID: id, TaskQueue: queue.ControlTaskQueue,
@@ -313,6 +325,9 @@ func (o *op) child(ctx workflow.Context, name string, p OpParams) (OpResult, err
 	}
 	if err := f.Get(ctx, &res); err != nil {
 		return OpResult{State: *o.s}, err
+	}
+	if o.atRest {
+		res.State.Health, o.workloads = controlplane.CheckResult{}, nil // the operation changed the masters: look afresh
 	}
 	return res, nil
 }

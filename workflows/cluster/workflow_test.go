@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/log"
@@ -66,6 +67,25 @@ type world struct {
 	// onEnsure runs, under the lock, after each install (to change the world mid-operation).
 	onEnsure func(w *world, h, comp, version string)
 
+	// unreachable: the meta cluster cannot reach the host at all (its API server gives no
+	// answer, its agent takes no task).
+	unreachable map[string]bool
+	// downForChecks: the host's API server is not ready for this many more CheckControlPlane
+	// calls (a transient fault no watch would see).
+	downForChecks map[string]int
+	// selfStarts: the host's API server becomes ready by itself while a heal looks at it,
+	// without kok changing anything (a planned restart that finishes on its own).
+	selfStarts bool
+
+	// start is the workflow clock at the start; changes are the offsets at which the test
+	// changes the world (a watch that sees nothing waits for the next one).
+	start   time.Time
+	changes []time.Duration
+	// watching is the WatchControlPlane in flight (its params, as the started listener saw them).
+	watching controlplane.WatchParams
+	// activities counts every activity started, by type.
+	activities map[string]int
+
 	calls    []string // host and PKI calls in order: "m1 ensure etcd 3.6.4", "pki delete", "release"
 	checks   int      // CheckControlPlane calls
 	reports  []controlplane.ClusterReport
@@ -90,10 +110,13 @@ func newWorld(target controlplane.Release, masters ...string) *world {
 			AutoRollback: true, HealthTimeout: 20 * time.Second, CheckInterval: checkInterval,
 			MaxAutoRecoveries: 3, RecoveryWindow: time.Hour,
 		},
-		catalogue: map[string]controlplane.Release{},
-		installed: map[string]map[string]string{},
-		down:      map[string]string{},
-		broken:    map[string]string{},
+		catalogue:     map[string]controlplane.Release{},
+		installed:     map[string]map[string]string{},
+		down:          map[string]string{},
+		broken:        map[string]string{},
+		unreachable:   map[string]bool{},
+		activities:    map[string]int{},
+		downForChecks: map[string]int{},
 	}
 	for _, r := range []controlplane.Release{rel134, rel136, rel137, rel138} {
 		w.catalogue[r.Name] = r
@@ -137,20 +160,34 @@ func (w *world) update(f func(w *world)) {
 
 // snapshot is the world as seen at one moment of workflow time.
 type snapshot struct {
-	calls    []string
-	checks   int
-	reports  []controlplane.ClusterReport
-	events   []controlplane.ClusterEventParams
-	children []string
+	calls      []string
+	checks     int
+	reports    []controlplane.ClusterReport
+	events     []controlplane.ClusterEventParams
+	children   []string
+	activities map[string]int
 }
 
 func (w *world) snapshot() snapshot {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	acts := map[string]int{}
+	for k, v := range w.activities {
+		acts[k] = v
+	}
 	return snapshot{
 		calls: slices.Clone(w.calls), checks: w.checks, reports: slices.Clone(w.reports),
-		events: slices.Clone(w.events), children: slices.Clone(w.children),
+		events: slices.Clone(w.events), children: slices.Clone(w.children), activities: acts,
 	}
+}
+
+// totalActivities is every activity started.
+func (s snapshot) totalActivities() int {
+	n := 0
+	for _, v := range s.activities {
+		n += v
+	}
+	return n
 }
 
 func (s snapshot) last() controlplane.ClusterReport { return s.reports[len(s.reports)-1] }
@@ -249,13 +286,29 @@ func (w *world) CheckControlPlane(_ context.Context, p controlplane.CheckParams)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.checks++
+	for h, n := range w.downForChecks {
+		if n > 0 {
+			w.downForChecks[h] = n - 1
+			if w.down[h] == "" {
+				w.down[h] = "readyz: [-]etcd not ready yet"
+				defer delete(w.down, h)
+			}
+		}
+	}
+	return w.check(p.Masters), nil
+}
+
+// check is what a check of masters sees now; the caller holds the lock.
+func (w *world) check(masters []process.Master) controlplane.CheckResult {
 	var res controlplane.CheckResult
-	for _, m := range p.Masters {
+	for _, m := range masters {
 		v := w.installed[m.Host][KubeAPIServer]
 		c := controlplane.MasterCheck{Host: m.Host}
 		switch {
+		case w.unreachable[m.Host]:
+			c.Why, c.NoAnswer = "kube-apiserver unreachable: dial tcp: i/o timeout", true
 		case v == "":
-			c.Why = "connection refused"
+			c.Why, c.NoAnswer = "kube-apiserver unreachable: connection refused", true
 		case w.down[m.Host] != "":
 			c.Why = w.down[m.Host]
 		case w.broken[v] != "":
@@ -265,7 +318,43 @@ func (w *world) CheckControlPlane(_ context.Context, p controlplane.CheckParams)
 		}
 		res.Masters = append(res.Masters, c)
 	}
-	return res, nil
+	return res
+}
+
+// WatchControlPlane answers once the watch is over: the mock call waits on the workflow clock
+// (watchWait) until the world may have changed, as the real activity checks every interval.
+func (w *world) WatchControlPlane(_ context.Context, p controlplane.WatchParams) (controlplane.WatchResult, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	res := w.check(p.Masters)
+	return controlplane.WatchResult{CheckResult: res, Changed: res.Key() != p.Last.Key()}, nil
+}
+
+// watchWait is how long the watch in flight runs on the workflow clock: its confirmation when
+// the world already differs from what the workflow holds, else until the next change of the
+// world (confirmed), at most its bound.
+func (w *world) watchWait(env *testsuite.TestWorkflowEnvironment) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	p := w.watching
+	confirm := time.Duration(max(p.Confirm, 1)-1) * p.Interval
+	if w.check(p.Masters).Key() != p.Last.Key() {
+		return confirm
+	}
+	now := env.Now().Sub(w.start)
+	wait := p.For
+	for _, c := range w.changes {
+		if c > now && c-now+confirm < wait {
+			wait = c - now + confirm
+		}
+	}
+	return wait
+}
+
+// later changes the world at workflow time d, without a signal (a fault, a partition, a restart).
+func (w *world) later(env *testsuite.TestWorkflowEnvironment, d time.Duration, f func(w *world)) {
+	w.changes = append(w.changes, d)
+	env.RegisterDelayedCallback(func() { w.update(f) }, d)
 }
 
 func (w *world) InstallAddons(context.Context, controlplane.InstallAddonsParams) (controlplane.InstallAddonsResult, error) {
@@ -292,6 +381,9 @@ func (w *world) Facts(ctx context.Context) (hostapi.FactsResult, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	h := hostOf(ctx)
+	if w.unreachable[h] {
+		return hostapi.FactsResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+	}
 	res := hostapi.FactsResult{Host: h, Address: addressOf(h)}
 	for _, comp := range components {
 		if v, ok := w.installed[h][comp]; ok {
@@ -308,11 +400,21 @@ func (w *world) EnsurePackage(ctx context.Context, p hostapi.EnsurePackageParams
 	w.calls = append(w.calls, fmt.Sprintf("%s ensure %s %s", h, comp, p.Spec.Version))
 	prev := w.installed[h][comp]
 	w.installed[h][comp] = p.Spec.Version
-	if comp == KubeAPIServer && w.restartFixes {
-		delete(w.down, h)
+	restarted := false
+	if comp == KubeAPIServer && w.down[h] != "" {
+		switch {
+		case w.restartFixes:
+			delete(w.down, h)
+			restarted = true // the agent restarted a stopped service: a repair
+		case w.selfStarts:
+			delete(w.down, h) // it came up by itself meanwhile: the agent found nothing to do
+		}
 	}
 	if w.onEnsure != nil {
 		w.onEnsure(w, h, comp, p.Spec.Version)
+	}
+	if restarted && prev == p.Spec.Version {
+		return hostapi.EnsurePackageResult{Action: hostapi.EnsureRepaired, Repairs: []string{"restarted stopped service"}}, nil
 	}
 	if prev == p.Spec.Version {
 		return hostapi.EnsurePackageResult{Action: hostapi.EnsureNone}, nil
@@ -351,12 +453,23 @@ func (w *world) env() *testsuite.TestWorkflowEnvironment {
 	env.OnActivity(cpActs.ReleaseCluster, mock.Anything, mock.Anything).Return(w.ReleaseCluster)
 	env.OnActivity(cpActs.RenderMaster, mock.Anything, mock.Anything).Return(w.RenderMaster)
 	env.OnActivity(cpActs.CheckControlPlane, mock.Anything, mock.Anything).Return(w.CheckControlPlane)
+	env.OnActivity(cpActs.WatchControlPlane, mock.Anything, mock.Anything).AfterFn(func() time.Duration { return w.watchWait(env) }).Return(w.WatchControlPlane)
 	env.OnActivity(cpActs.InstallAddons, mock.Anything, mock.Anything).Return(w.InstallAddons)
 	env.OnActivity(pkiActs.EnsureClusterPKI, mock.Anything, mock.Anything).Return(w.EnsureClusterPKI)
 	env.OnActivity(pkiActs.DeleteClusterPKI, mock.Anything, mock.Anything).Return(w.DeleteClusterPKI)
 	env.OnActivity(hostActs.Facts, mock.Anything).Return(w.Facts)
 	env.OnActivity(hostActs.EnsurePackage, mock.Anything, mock.Anything).Return(w.EnsurePackage)
 	env.OnActivity(hostActs.RemovePackage, mock.Anything, mock.Anything).Return(w.RemovePackage)
+	w.start = env.Now()
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		w.update(func(w *world) { w.activities[info.ActivityType.Name]++ })
+		if info.ActivityType.Name == "WatchControlPlane" {
+			var p controlplane.WatchParams
+			if err := args.Get(&p); err == nil {
+				w.update(func(w *world) { w.watching = p })
+			}
+		}
+	})
 	env.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, _ converter.EncodedValues) {
 		w.update(func(w *world) { w.children = append(w.children, info.WorkflowType.Name) })
 	})
@@ -421,7 +534,21 @@ func TestHealBudgetEscalatesToWaitingForHumanUntilResolved(t *testing.T) {
 	heals := []string{HealWorkflowName, HealWorkflowName, HealWorkflowName} // maxAutoRecoveries
 	require.Equal(t, heals, escalated.children)
 	require.Equal(t, 3, count(escalated.ensures(), "m1 ensure kube-apiserver v1.36.1"), escalated.ensures())
-	require.Equal(t, []string{"Healing", "Healing", "Healing", kokv1.ReasonRecoveryLimitReached}, escalated.eventReasons())
+	// Each heal that could not make m1 healthy says so (an Event, and status until the next check).
+	require.Equal(t, []string{
+		kokv1.ReasonHealing, kokv1.ReasonHealFailed, kokv1.ReasonHealing, kokv1.ReasonHealFailed,
+		kokv1.ReasonHealing, kokv1.ReasonHealFailed, kokv1.ReasonRecoveryLimitReached,
+	}, escalated.eventReasons())
+	require.Contains(t, escalated.events[1].Message, "could not recover [m1: not healthy within 20s")
+	healFailed := 0
+	for _, r := range escalated.reports {
+		if c := condOf(r, kokv1.ConditionReady); c.Reason == kokv1.ReasonHealFailed {
+			healFailed++
+			require.Contains(t, c.Message, "etcd failed", "the heal's failure reaches status")
+			require.True(t, condOf(r, kokv1.ConditionDegraded).Status)
+		}
+	}
+	require.Equal(t, 3, healFailed)
 	r := escalated.last()
 	require.Equal(t, string(kokv1.ClusterWaitingForHuman), r.Phase)
 	ready := condOf(r, "Ready")
@@ -429,10 +556,14 @@ func TestHealBudgetEscalatesToWaitingForHumanUntilResolved(t *testing.T) {
 	require.Equal(t, kokv1.ReasonRecoveryLimitReached, ready.Reason)
 	require.Contains(t, ready.Message, "masters [m1] stay unhealthy after 3 automatic recoveries")
 	require.Contains(t, ready.Message, `signal "resolve" to workflow Cluster/c1`)
+	require.Contains(t, ready.Message, "kok cluster resolve")
 	require.Equal(t, 3, r.RecentAutoRecoveries)
+	degraded := condOf(r, kokv1.ConditionDegraded)
+	require.True(t, degraded.Status, "Ready and Degraded agree: m1 is still unhealthy")
+	require.Equal(t, kokv1.ReasonUnhealthy, degraded.Reason)
 
-	// Waiting for a human: no check, no child, no report, however long it takes.
-	require.Equal(t, escalated.checks, beforeResolve.checks)
+	// Waiting for a human: the masters are still watched, but nothing changes, so no child,
+	// no host call, no report, however long it takes.
 	require.Equal(t, escalated.calls, beforeResolve.calls)
 	require.Equal(t, escalated.reports, beforeResolve.reports)
 	require.Equal(t, escalated.children, beforeResolve.children)
@@ -692,11 +823,11 @@ func TestHealthIsStillWatchedWhileTheSpecCannotBeCarriedOut(t *testing.T) {
 			var before snapshot
 			w.at(env, 10*time.Minute, &before)
 			// m1's API server dies; nobody edits the Cluster.
-			env.RegisterDelayedCallback(func() { w.update(func(w *world) { w.down["m1"] = "connection refused" }) }, 11*time.Minute)
-			end := w.run(t, env, s, 11*time.Minute+2*checkInterval)
+			w.later(env, 11*time.Minute, func(w *world) { w.down["m1"] = "readyz: [-]etcd failed" })
+			end := w.run(t, env, s, 11*time.Minute+3*checkInterval)
 
 			require.Equal(t, tc.reason, condOf(before.last(), "Ready").Reason)
-			require.Greater(t, end.checks, before.checks, "the masters are checked every spec.health.checkInterval")
+			require.NotContains(t, before.children, HealWorkflowName)
 			require.Contains(t, end.children, HealWorkflowName, "a master that died is healed")
 		})
 	}
@@ -714,9 +845,7 @@ func TestAResolveSentWhileNotWaitingDoesNotLiftALaterEscalation(t *testing.T) {
 	// The human sends resolve once more; the cluster is Running by then.
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalResolve, nil) }, 52*time.Minute)
 	// Hours later m1 fails again, for a cause a restart does not fix.
-	env.RegisterDelayedCallback(func() {
-		w.update(func(w *world) { w.restartFixes, w.down["m1"] = false, "readyz: [-]etcd failed" })
-	}, 3*time.Hour)
+	w.later(env, 3*time.Hour, func(w *world) { w.restartFixes, w.down["m1"] = false, "readyz: [-]etcd failed" })
 	end := w.run(t, env, s, 4*time.Hour)
 
 	require.Len(t, end.children, 3+1+3, "3 heals, resolve, 1 heal that works; later 3 heals and a wait for a human: %v", end.children)

@@ -430,4 +430,42 @@ Running at v1.37.2
 		require.Equal(t, "cluster prod: spec.packageVersion v1.37.2 -> v1.38.0 (generation 7)\n", out.String())
 		require.Equal(t, "v1.38.0", specOf("prod"))
 	})
+
+	t.Run("resolve", func(t *testing.T) {
+		stuck := &kokv1.Cluster{
+			ObjectMeta: metav1.ObjectMeta{Name: "stuck"},
+			Spec:       kokv1.ClusterSpec{PackageVersion: "v1.37.2", Masters: kokv1.ClusterMasters{Count: 1, Hosts: []string{"m1"}}},
+		}
+		require.NoError(t, c.Create(ctx, stuck))
+		stuck.Status = kokv1.ClusterStatus{Phase: kokv1.ClusterWaitingForHuman, Conditions: []metav1.Condition{{
+			Type: kokv1.ConditionReady, Status: metav1.ConditionFalse, Reason: kokv1.ReasonRecoveryLimitReached,
+			Message: "masters [m1] stay unhealthy after 3 automatic recoveries", LastTransitionTime: metav1.Now(),
+		}}}
+		require.NoError(t, c.Status().Update(ctx, stuck))
+		annotation := func() string {
+			var cl kokv1.Cluster
+			require.NoError(t, c.Get(ctx, types.NamespacedName{Name: "stuck"}, &cl))
+			return cl.Annotations[kokv1.AnnotationResolve]
+		}
+
+		out, err := run(NewClusterCommand(), nil, "resolve", "stuck")
+		require.NoError(t, err)
+		first := annotation()
+		require.NotEmpty(t, first)
+		require.Equal(t, "cluster stuck: kok.dev/resolve="+first+"\nit waited for: masters [m1] stay unhealthy after 3 automatic recoveries\n", out)
+
+		// Each run writes a new value: each resolves one wait.
+		var errOut bytes.Buffer
+		require.NoError(t, resolve(ctx, io.Discard, &errOut, &kubeflags.Cluster{Client: c, Server: env.Config.Host, Context: "envtest"}, "stuck", time.Now().Add(time.Second)))
+		require.NotEqual(t, first, annotation())
+		require.Empty(t, errOut.String())
+
+		// A Cluster that waits for nothing: the value is written, and the command says it resolves nothing.
+		errOut.Reset()
+		require.NoError(t, resolve(ctx, io.Discard, &errOut, &kubeflags.Cluster{Client: c, Server: env.Config.Host, Context: "envtest"}, "prod", time.Now()))
+		require.Contains(t, errOut.String(), "cluster prod is Running, not waiting for a human")
+
+		_, err = run(NewClusterCommand(), nil, "resolve", "absent")
+		require.Error(t, err)
+	})
 }

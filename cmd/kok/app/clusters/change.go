@@ -36,16 +36,17 @@ func newClusterCommand(poll time.Duration) *cobra.Command {
 	kube := &kubeflags.Flags{}
 	cmd := &cobra.Command{
 		Use:   "cluster",
-		Short: "Upgrade or roll back a Cluster's control plane and follow it to the end",
+		Short: "Upgrade or roll back a Cluster's control plane and follow it to the end; resolve a wait for a human",
 		Long: `Change a Cluster (a business cluster's control plane). Each command edits the Cluster's spec,
 as kubectl edit or a GitOps tool would, and then follows the status kok's Cluster workflow writes
 until the change is done or has failed. Interrupting the command stops the following, not the
 change: kok describe cluster NAME shows it, and its workflow in the Temporal Web UI.`,
 		Example: `  kok cluster upgrade prod-eu --to v1.37.2
-  kok cluster rollback prod-eu`,
+  kok cluster rollback prod-eu
+  kok cluster resolve prod-eu`,
 	}
 	kube.AddFlags(cmd.PersistentFlags())
-	cmd.AddCommand(newUpgradeCommand(kube, poll), newRollbackCommand(kube, poll))
+	cmd.AddCommand(newUpgradeCommand(kube, poll), newRollbackCommand(kube, poll), newResolveCommand(kube))
 	return cmd
 }
 
