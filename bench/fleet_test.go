@@ -21,6 +21,8 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -65,6 +67,8 @@ func BenchmarkFleet(b *testing.B) {
 	sizes := envInts(b, "KOK_BENCH_FLEET_N", []int{1000, 2000, 5000, 10000})
 	cfg := fleetConfig{
 		window:        envDuration(b, "KOK_BENCH_FLEET_WINDOW", 10*time.Minute),
+		windowSet:     os.Getenv("KOK_BENCH_FLEET_WINDOW") != "",
+		budgetSet:     os.Getenv("KOK_BENCH_FLEET_BUDGET") != "",
 		restartWindow: envDuration(b, "KOK_BENCH_FLEET_RESTART_WINDOW", 5*time.Minute),
 		budget:        envDuration(b, "KOK_BENCH_FLEET_BUDGET", 25*time.Minute),
 		total:         envDuration(b, "KOK_BENCH_FLEET_TOTAL", 50*time.Minute),
@@ -135,7 +139,9 @@ const fleetMethod = `Topology: meta API server + business API server (envtest ku
 
 type fleetConfig struct {
 	window, restartWindow, budget, total time.Duration
-	edits, sample                        int
+	// windowSet: the window was given; otherwise it follows the Machines' drift interval.
+	windowSet, budgetSet bool
+	edits, sample        int
 }
 
 type fleetReport struct {
@@ -203,6 +209,7 @@ func runFleet(b *testing.B, n int, cfg fleetConfig) (r fleetRun) {
 	quiet := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	tc := ts.NewClientWithOptions(client.Options{Logger: quiet})
 	addr, ns := ts.GetFrontendHostPort(), ts.GetDefaultNamespace()
+	defineSearchAttributes(ctx, b, tc, ns)
 	common := []string{"--temporal-address", addr, "--temporal-namespace", ns, "--metrics-bind-address", "0", "--zap-log-level", "error"}
 	metaMgr := startProc(b, dir, "kok-manager-meta", append([]string{
 		"--kubeconfig", meta.kubeconfig, "--cluster-name", "meta", "--serve-clusters=true", "--leader-elect=false",
@@ -242,8 +249,25 @@ func runFleet(b *testing.B, n int, cfg fleetConfig) (r fleetRun) {
 	}
 	logf("%d Machines created in %s", n, time.Since(createStart).Round(time.Second))
 
+	// The window covers whole drift intervals of the Machines as the API defaulted them (the
+	// passes are phase-locked when they are not jittered), unless KOK_BENCH_FLEET_WINDOW says.
+	var first kokv1.Machine
+	if err := c.Get(ctx, ctrlclient.ObjectKey{Name: names[0]}, &first); err != nil {
+		b.Fatal(err)
+	}
+	if d := first.Spec.DriftCheckInterval; d != nil {
+		r.Figures["drift_check_interval_s"] = d.Seconds()
+		if !cfg.windowSet {
+			cfg.window = min(max(2*d.Duration, 10*time.Minute), 15*time.Minute)
+		}
+	}
+	if !cfg.budgetSet {
+		// Room for a bring-up beside a longer window.
+		deadline = deadline.Add(max(0, cfg.window+cfg.restartWindow+12*time.Minute-cfg.budget))
+	}
+
 	// Bring-up: every Machine converged, within what the budget leaves for the measurements.
-	upDeadline := deadline.Add(-(cfg.window + cfg.restartWindow + 4*time.Minute))
+	upDeadline := deadline.Add(-(cfg.window + cfg.restartWindow + 3*time.Minute))
 	for {
 		done, err := countConverged(ctx, c, fleet.SettingVersions[0])
 		if err != nil {
@@ -268,7 +292,7 @@ func runFleet(b *testing.B, n int, cfg fleetConfig) (r fleetRun) {
 	logf("all %d converged in %s", n, time.Since(createStart).Round(time.Second))
 
 	// Settle: the last passes of bring-up finish and the operator's queues drain.
-	sleepCtx(ctx, time.Minute)
+	sleepCtx(ctx, 30*time.Second)
 
 	// At rest.
 	sample := sampleNames(names, cfg.sample)
@@ -473,6 +497,34 @@ func startFleetTemporal(b *testing.B) *temporaltest.TestServer {
 	ts := temporaltest.NewServer(temporaltest.WithBaseServerOptions(temporal.WithDynamicConfigClient(dc)))
 	b.Cleanup(ts.Stop)
 	return ts
+}
+
+// defineSearchAttributes defines kok's search attributes (KokCluster, KokKind) in the namespace
+// and waits until the frontend accepts a query by them: code that starts workflows with them is
+// refused by a namespace that lacks them, and the test server learns of new ones within ~10 s.
+func defineSearchAttributes(ctx context.Context, b *testing.B, tc client.Client, ns string) {
+	_, err := tc.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: ns,
+		SearchAttributes: map[string]enumspb.IndexedValueType{
+			kokv1.SearchAttributeCluster: enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+			kokv1.SearchAttributeKind:    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		},
+	})
+	if err != nil {
+		b.Fatalf("define search attributes: %v", err)
+	}
+	query := fmt.Sprintf("%s = 'x' AND %s = 'x'", kokv1.SearchAttributeCluster, kokv1.SearchAttributeKind)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := tc.WorkflowService().ListWorkflowExecutions(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: ns, PageSize: 1, Query: query})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("search attributes not queryable after a minute: %v", err)
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
 }
 
 type proc struct {

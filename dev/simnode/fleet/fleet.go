@@ -37,6 +37,9 @@ type Options struct {
 	KubeletVersion string
 	// Logger receives the fleet's own lines (not the hosts'); nil discards them.
 	Logger *slog.Logger
+	// HostLoop, when set, runs for each host beside its worker until Stop, as kok-agent runs
+	// its own loops beside its worker (such as a local check loop).
+	HostLoop func(ctx context.Context, a *host.Activities)
 }
 
 // HostNames returns n host names prefix-00000, prefix-00001, ...
@@ -134,6 +137,13 @@ func (f *Fleet) startHost(ctx, runCtx context.Context, name string) (*Host, erro
 	hostworker.Register(h.worker, h.Activities)
 	if err := h.worker.Start(); err != nil {
 		return nil, err
+	}
+	if f.o.HostLoop != nil {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			f.o.HostLoop(runCtx, h.Activities)
+		}()
 	}
 	if f.o.Kube != nil {
 		k, err := kubelet.New(f.o.Kube, kubelet.Options{NodeName: name, Version: f.o.KubeletVersion})
