@@ -263,7 +263,7 @@ func runFleet(b *testing.B, n int, cfg fleetConfig) (r fleetRun) {
 	}
 	if !cfg.budgetSet {
 		// Room for a bring-up beside a longer window.
-		deadline = deadline.Add(max(0, cfg.window+cfg.restartWindow+12*time.Minute-cfg.budget))
+		deadline = deadline.Add(max(0, cfg.window+cfg.restartWindow+10*time.Minute-cfg.budget))
 	}
 
 	// Bring-up: every Machine converged, within what the budget leaves for the measurements.
@@ -280,12 +280,13 @@ func runFleet(b *testing.B, n int, cfg fleetConfig) (r fleetRun) {
 			r.StoppedAt = "bring-up"
 			r.Why = fmt.Sprintf("time: %d of %d Machines converged %s after they were created (budget %s per size)", done, n, time.Since(createStart).Round(time.Second), cfg.budget)
 			r.Figures["converged_at_stop"] = float64(done)
+			r.Figures["operator_exits_by_itself"] = float64(operator.unexpectedExits())
 			r.Figures["operator_rss_mib"] = rssMiB(operator.pid())
 			r.Figures["meta_manager_rss_mib"] = rssMiB(metaMgr.pid())
 			logf("%s", r.Why)
 			return r
 		}
-		logf("bring-up: %d of %d converged; nodes healthy %d", done, n, f.NodesHealthy())
+		logf("bring-up: %d of %d converged; nodes healthy %d; operator exits %d", done, n, f.NodesHealthy(), operator.unexpectedExits())
 		sleepCtx(ctx, 10*time.Second)
 	}
 	r.Figures["bring_up_s"] = time.Since(createStart).Seconds()
@@ -316,6 +317,8 @@ func runFleet(b *testing.B, n int, cfg fleetConfig) (r fleetRun) {
 	win := t1.Sub(t0).Seconds()
 	r.Figures["window_s"] = win
 	r.Figures["operator_rss_mib"] = opRSS
+	r.Figures["operator_exits_by_itself"] = float64(operator.unexpectedExits())
+	r.Figures["meta_manager_exits_by_itself"] = float64(metaMgr.unexpectedExits())
 	r.Figures["meta_manager_rss_mib"] = metaRSS
 	r.Figures["bench_process_rss_mib"] = selfRSS
 	r.Figures["operator_cpu_cores"] = (cpuSeconds(operator.pid()) - opCPU0) / win
@@ -527,12 +530,26 @@ func defineSearchAttributes(ctx context.Context, b *testing.B, tc client.Client,
 	}
 }
 
+// proc is a kok-manager process run the way a Deployment runs it: one that exits by itself
+// (a lost leader election under load ends kok-manager) is started again after a second, as
+// the kubelet restarts a container, and counted.
 type proc struct {
 	name, bin, log string
 	args           []string
 	mu             sync.Mutex
 	cmd            *exec.Cmd
 	done           chan struct{}
+	// stopped: the bench ended it on purpose; exits counts the times it ended by itself.
+	stopped bool
+	exits   int
+	b       *testing.B
+}
+
+// unexpectedExits is how many times the process ended by itself so far.
+func (p *proc) unexpectedExits() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exits
 }
 
 func startProc(b *testing.B, dir, name string, args ...string) *proc {
@@ -540,7 +557,7 @@ func startProc(b *testing.B, dir, name string, args ...string) *proc {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := &proc{name: name, bin: bin, log: filepath.Join(dir, name+".log"), args: args}
+	p := &proc{name: name, bin: bin, log: filepath.Join(dir, name+".log"), args: args, b: b}
 	p.start(b)
 	b.Cleanup(func() {
 		p.stop()
@@ -565,10 +582,31 @@ func (p *proc) start(b *testing.B) {
 		b.Fatalf("start %s: %v", p.name, err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
 	p.mu.Lock()
-	p.cmd, p.done = cmd, done
+	p.cmd, p.done, p.stopped = cmd, done, false
 	p.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+		p.mu.Lock()
+		again := !p.stopped && p.cmd == cmd
+		if again {
+			p.exits++
+			p.cmd = nil
+		}
+		p.mu.Unlock()
+		if again {
+			fmt.Fprintf(os.Stderr, "%s exited by itself (%v); starting it again\n", p.name, cmd.ProcessState)
+			time.Sleep(time.Second) // the restart delay of a crashed container, at its shortest
+			p.mu.Lock()
+			ended := p.stopped
+			p.mu.Unlock()
+			if !ended {
+				p.start(b)
+			}
+		}
+	}()
 }
 
 func (p *proc) pid() int {
@@ -583,7 +621,7 @@ func (p *proc) pid() int {
 func (p *proc) stop() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
-	p.cmd = nil
+	p.cmd, p.stopped = nil, true
 	p.mu.Unlock()
 	if cmd == nil {
 		return
