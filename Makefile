@@ -63,7 +63,7 @@ test-unit: ## Only the fast tests (no API server, no agents).
 
 .PHONY: bench
 bench: build k8s-bins ## Benchmarks; figures land in bench/results/.
-	KOK_BENCH_RESULTS=$(ROOT)/bench/results go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/...
+	KOK_BENCH_RESULTS=$(ROOT)/bench/results go test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 150m ./bench/...
 
 ##@ Build
 
