@@ -39,6 +39,7 @@ import (
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"kok.dev/activities/host"
 	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/dev/simnode/fleet"
 	"kok.dev/tests/harness"
@@ -234,7 +235,9 @@ func runFleet(b *testing.B, n int, cfg fleetConfig) (r fleetRun) {
 	// The fleet first (its workers poll, its Nodes register), then the Machines.
 	names := fleet.HostNames("node", n)
 	upStart := time.Now()
-	f, err := fleet.Start(ctx, fleet.Options{Temporal: tc, Kube: business.Config, Root: filepath.Join(dir, "hosts"), Hosts: names})
+	f, err := fleet.Start(ctx, fleet.Options{Temporal: tc, Kube: business.Config, Root: filepath.Join(dir, "hosts"), Hosts: names,
+		// Each host keeps itself at spec with the agent's own local loop, as kok-agent does.
+		HostLoop: func(ctx context.Context, a *host.Activities) { host.RunLocalLoop(ctx, a, 90*time.Second) }})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,4 +11,5 @@ const (
 	ActivityReportClusterStatus = "ReportClusterStatus"
 	ActivityRecordClusterEvent  = "RecordClusterEvent"
 	ActivityReleaseCluster      = "ReleaseCluster"
+	ActivityWatchControlPlane   = "WatchControlPlane"
 )

@@ -180,7 +180,7 @@ func testValidObjects(t *testing.T, c client.Client) {
 	t.Run("Machine", func(t *testing.T) {
 		obj := validMachine("node-1")
 		require.NoError(t, c.Create(ctx, obj))
-		require.Equal(t, 5*time.Minute, obj.Spec.DriftCheckInterval.Duration)
+		require.Equal(t, 15*time.Minute, obj.Spec.DriftCheckInterval.Duration)
 		require.Equal(t, kokv1.GateContinuous, obj.Spec.ReadinessGates[0].Mode)
 		require.Equal(t, "node-1", obj.HostName(), "host defaults to the Machine's name")
 		obj.Status = kokv1.MachineStatus{

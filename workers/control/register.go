@@ -85,11 +85,13 @@ func metaActivities(d Deps) []named {
 		{controlplane.ActivityReportClusterStatus, cp.ReportClusterStatus},
 		{controlplane.ActivityRecordClusterEvent, cp.RecordClusterEvent},
 		{controlplane.ActivityReleaseCluster, cp.ReleaseCluster},
+		{controlplane.ActivityWatchControlPlane, cp.WatchControlPlane},
 		{pkiacts.ActivityEnsureClusterPKI, pki.EnsureClusterPKI},
 		{pkiacts.ActivityDeleteClusterPKI, pki.DeleteClusterPKI},
 		{hosted.ActivityEnsureControlPlane, h.EnsureControlPlane},
 		{hosted.ActivityDeleteControlPlane, h.DeleteControlPlane},
 		{hosted.ActivityControlPlaneStatus, h.ControlPlaneStatus},
+		{hosted.ActivityWatchControlPlaneStatus, h.WatchControlPlaneStatus},
 		{temporalops.ActivityTerminateClusterWorkflows, t.TerminateClusterWorkflows},
 	}
 }

@@ -164,9 +164,9 @@ var (
 // register (its ActivityNotRegisteredError): an agent of an older release and InspectHost.
 const errTypeNotRegistered = "ActivityNotRegisteredError"
 
-// errTypeArtifactUnavailable is hostapi.ErrTypeArtifactUnavailable (helper "agent" adds it to the
-// contract): the artifact server cannot serve the artifact now. Retryable, and waited for.
-const errTypeArtifactUnavailable = "ArtifactUnavailable"
+// errTypeArtifactUnavailable: the artifact server cannot serve the artifact now. Retryable, and
+// waited for.
+const errTypeArtifactUnavailable = hostapi.ErrTypeArtifactUnavailable
 
 var (
 	kubeActs *kube.Activities

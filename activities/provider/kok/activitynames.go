@@ -4,7 +4,8 @@ package kok
 // renamed method keeps its name here, and workers/control registers every exported method of
 // Activities under one of them.
 const (
-	ActivityEnsureControlPlane = "EnsureControlPlane"
-	ActivityDeleteControlPlane = "DeleteControlPlane"
-	ActivityControlPlaneStatus = "ControlPlaneStatus"
+	ActivityEnsureControlPlane      = "EnsureControlPlane"
+	ActivityDeleteControlPlane      = "DeleteControlPlane"
+	ActivityControlPlaneStatus      = "ControlPlaneStatus"
+	ActivityWatchControlPlaneStatus = "WatchControlPlaneStatus"
 )

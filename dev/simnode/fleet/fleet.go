@@ -12,6 +12,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"kok.dev/activities/host"
@@ -64,8 +65,10 @@ type Host struct {
 
 // Fleet is a running set of simulated hosts.
 type Fleet struct {
-	o      Options
-	hosts  []*Host
+	o     Options
+	hosts []*Host
+	// kube is one clientset every simulated kubelet shares (one connection, not thousands).
+	kube   kubernetes.Interface
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -97,6 +100,19 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	f := &Fleet{o: o, cancel: cancel}
+	if o.Kube != nil {
+		// Thousands of kubelets share this client: the default 5 QPS would throttle the fleet,
+		// not the API server.
+		cfg := rest.CopyConfig(o.Kube)
+		cfg.QPS, cfg.Burst = 5000, 10000
+		cfg.UserAgent = "kok-sim-fleet"
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("fleet: kube client: %w", err)
+		}
+		f.kube = cs
+	}
 	tick := time.NewTicker(time.Second / time.Duration(o.StartRate))
 	defer tick.Stop()
 	for _, name := range o.Hosts {
@@ -146,11 +162,7 @@ func (f *Fleet) startHost(ctx, runCtx context.Context, name string) (*Host, erro
 		}()
 	}
 	if f.o.Kube != nil {
-		k, err := kubelet.New(f.o.Kube, kubelet.Options{NodeName: name, Version: f.o.KubeletVersion})
-		if err != nil {
-			h.worker.Stop()
-			return nil, err
-		}
+		k := kubelet.New(f.kube, name, kubelet.Options{Version: f.o.KubeletVersion})
 		h.kubelet = k
 		f.wg.Add(1)
 		go func() {
