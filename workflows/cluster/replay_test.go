@@ -1,21 +1,16 @@
 package cluster_test
 
 import (
-	"compress/gzip"
-	"io"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/nexus-rpc/sdk-go/nexus"
 	"github.com/stretchr/testify/require"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"kok.dev/workers/control"
+	"kok.dev/workflows/internal/replaytest"
 )
 
 // TestReplayCommittedHistories replays every committed history (testdata/*.json and
@@ -30,7 +25,7 @@ func TestReplayCommittedHistories(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			control.RegisterWorkflows(replayRegistry{r})
-			h, err := loadHistory(f)
+			h, err := replaytest.LoadHistory(f)
 			require.NoError(t, err)
 			require.NoError(t, r.ReplayWorkflowHistory(nil, h))
 		})
@@ -46,26 +41,6 @@ func histories(t *testing.T) []string {
 		files = append(files, m...)
 	}
 	return files
-}
-
-// loadHistory reads a history as `temporal workflow show --output json` writes it, gzipped or
-// not.
-func loadHistory(path string) (*historypb.History, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return nil, err
-		}
-		defer func() { _ = zr.Close() }()
-		r = zr
-	}
-	return client.HistoryFromJSON(r, client.HistoryJSONOptions{})
 }
 
 // replayRegistry lets the real registration (workers/control.RegisterWorkflows, which takes a

@@ -1,18 +1,16 @@
 package machine
 
 import (
-	"compress/gzip"
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"kok.dev/contract/hostapi"
+	"kok.dev/workflows/internal/replaytest"
 
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -45,31 +43,11 @@ func TestReplayCommittedHistories(t *testing.T) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(Workflow, workflow.RegisterOptions{Name: WorkflowName})
-			h, err := loadHistory(f)
+			h, err := replaytest.LoadHistory(f)
 			require.NoError(t, err)
 			require.NoError(t, r.ReplayWorkflowHistory(nil, h))
 		})
 	}
-}
-
-// loadHistory reads a history as `temporal workflow show --output json` writes it, gzipped or
-// not.
-func loadHistory(path string) (*historypb.History, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = f.Close() }()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return nil, err
-		}
-		defer func() { _ = zr.Close() }()
-		r = zr
-	}
-	return client.HistoryFromJSON(r, client.HistoryJSONOptions{})
 }
 
 // TestRecordHistory records testdata/install-upgrade-delete.json: a Machine installed (two
