@@ -4,24 +4,21 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 	"go.temporal.io/server/temporaltest"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	kokv1 "kok.dev/api/v1alpha1"
 	"kok.dev/contract/hostapi"
 	"kok.dev/contract/queue"
+	"kok.dev/workflows/internal/replaytest"
 )
 
 var recordAtRest = flag.Bool("record-at-rest", false, "re-record testdata/at-rest-v2.json from a run of the machine-at-rest-v2 loop")
@@ -87,16 +84,8 @@ func TestRecordAtRestHistory(t *testing.T) {
 	require.NoError(t, c.SignalWorkflow(ctx, id, "", SignalReconcile, nil))
 	require.NoError(t, run.Get(ctx, nil))
 
-	hist := &historypb.History{}
-	iter := c.GetWorkflowHistory(ctx, id, run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		require.NoError(t, err)
-		hist.Events = append(hist.Events, ev)
-	}
-	data, err := protojson.MarshalOptions{Indent: "  "}.Marshal(hist)
-	require.NoError(t, err)
 	path := filepath.Join("testdata", "at-rest-v2.json")
-	require.NoError(t, os.WriteFile(path, append(data, '\n'), 0o644))
-	fmt.Printf("recorded %d events into %s\n", len(hist.Events), path)
+	n, err := replaytest.SaveHistory(ctx, c, id, run.GetRunID(), path)
+	require.NoError(t, err)
+	fmt.Printf("recorded %d events into %s\n", n, path)
 }
